@@ -1,0 +1,116 @@
+//! Shared test harness: one device per test process, deterministic data, and the
+//! CPU-reference-vs-GPU comparison that every kernel test uses.
+
+use std::sync::{Arc, OnceLock};
+use unitok::graph::{run_op_cpu, run_op_gpu};
+use unitok::ops::Op;
+use unitok::{Gpu, HostTensor};
+
+/// The device for this test process. There is no skip: without an adapter every GPU test fails
+/// with the reason (CI sets UNITOK_REQUIRE_ADAPTER=1 so the GL fallback does not count either).
+pub fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => {
+            eprintln!("test adapter: {}", g.describe());
+            g
+        }
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+    .clone()
+}
+
+/// xorshift64*: deterministic test data without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    #[allow(dead_code)]
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % n as u64) as u32
+    }
+}
+
+pub fn rand_tensor(shape: &[usize], seed: u64) -> HostTensor {
+    rand_scaled(shape, seed, 1.0)
+}
+
+pub fn rand_scaled(shape: &[usize], seed: u64, scale: f32) -> HostTensor {
+    let mut r = Rng::new(seed);
+    let n = shape.iter().product();
+    HostTensor::f32(shape, (0..n).map(|_| r.uniform() * scale).collect()).unwrap()
+}
+
+/// Sizes at and around a tile edge: 1, tile−1, tile, tile+1 and a larger odd size.
+pub fn edge_sizes(tile: usize) -> Vec<usize> {
+    let mut v = vec![1, tile.saturating_sub(1).max(1), tile, tile + 1, 2 * tile + 3];
+    v.dedup();
+    v
+}
+
+/// Max abs and max rel error of `got` against `want`, and the worst index.
+pub fn errors(got: &[f32], want: &[f32]) -> (f32, f32, usize) {
+    let mut worst = (0.0f32, 0.0f32, 0usize);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let abs = (g - w).abs();
+        let rel = abs / w.abs().max(1e-6);
+        if !(abs <= worst.0) {
+            worst.0 = abs;
+            worst.2 = i;
+        }
+        if rel > worst.1 {
+            worst.1 = rel;
+        }
+    }
+    worst
+}
+
+/// Passes when every element satisfies |g − w| ≤ atol + rtol·|w|; the failure message reports
+/// the max abs and rel error and the worst element.
+pub fn assert_close(label: &str, got: &HostTensor, want: &HostTensor, atol: f32, rtol: f32) {
+    assert_eq!(got.shape, want.shape, "{label}: shape");
+    match (&got.data, &want.data) {
+        (unitok::tensor::HostData::U32(g), unitok::tensor::HostData::U32(w)) => {
+            if let Some(i) = g.iter().zip(w).position(|(a, b)| a != b) {
+                panic!("{label}: index mismatch at {i}: got {} want {}", g[i], w[i]);
+            }
+        }
+        _ => {
+            let (g, w) = (got.as_f32().unwrap(), want.as_f32().unwrap());
+            let (abs, rel, i) = errors(g, w);
+            let bad = g.iter().zip(w).position(|(a, b)| !((a - b).abs() <= atol + rtol * b.abs()));
+            if let Some(j) = bad {
+                panic!(
+                    "{label}: max abs err {abs:.3e} (at {i}: got {} want {}), max rel err {rel:.3e}; \
+                     first failure at {j}: got {} want {} (atol {atol:e}, rtol {rtol:e})",
+                    g[i], w[i], g[j], w[j]
+                );
+            }
+        }
+    }
+}
+
+/// Run `op` on the CPU reference and on the GPU and compare every output.
+pub fn check_op<O: Op + Clone>(op: O, inputs: &[&HostTensor], atol: f32, rtol: f32) -> Vec<HostTensor> {
+    let shapes: Vec<_> = inputs.iter().map(|t| t.shape.clone()).collect();
+    let label = format!("{} on {:?}", op.name(), shapes);
+    let want = run_op_cpu(&op, inputs).unwrap_or_else(|e| panic!("{label}: cpu: {e}"));
+    let got = run_op_gpu(&gpu(), op, inputs).unwrap_or_else(|e| panic!("{label}: gpu: {e}"));
+    assert_eq!(got.len(), want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_close(&format!("{label} output {k}"), g, w, atol, rtol);
+    }
+    got
+}

@@ -1,0 +1,126 @@
+//! The graph executor: memory reuse never aliases live tensors, re-runs give the same result,
+//! one submission per run, typed errors for bad graphs.
+
+use crate::common::*;
+use std::collections::HashMap;
+use unitok::ops::elementwise::UnaryKind;
+use unitok::{DType, Graph};
+
+/// A chain long enough that the planner must reuse buffers, with a long-lived tensor that
+/// must not be overwritten while it is still needed.
+fn chain_graph() -> (Graph, unitok::TensorId, Vec<unitok::TensorId>, unitok::TensorId) {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 33], DType::F32);
+    let keep = g.unary(x, UnaryKind::Affine(0.5, 1.0)).unwrap(); // used at the very end
+    let mut h = g.gelu(x).unwrap();
+    let mut all = vec![keep, h];
+    for i in 0..12 {
+        let t = g.scale(h, 1.0 + i as f32 * 0.01).unwrap();
+        h = g.add(t, h).unwrap();
+        all.push(t);
+        all.push(h);
+    }
+    let y = g.mul(h, keep).unwrap();
+    g.mark_output(y);
+    (g, x, all, y)
+}
+
+#[test]
+fn planner_reuses_buffers_without_aliasing_live_tensors() {
+    let (g, x, _, y) = chain_graph();
+    let gpu = gpu();
+    let plan = g.compile(&gpu).unwrap();
+    let naive: u64 = g.tensors.iter().map(|t| t.desc.bytes().div_ceil(4) * 4).sum();
+    assert!(plan.planned_bytes() < naive / 3, "planned {} vs naive {}", plan.planned_bytes(), naive);
+
+    // Check the plan's slot assignment against liveness directly.
+    let mut last = HashMap::new();
+    for (k, n) in g.nodes.iter().enumerate() {
+        for t in n.inputs.iter().chain(&n.outputs) {
+            last.insert(*t, k);
+        }
+    }
+    for (k, n) in g.nodes.iter().enumerate() {
+        for o in &n.outputs {
+            let so = plan.storage_of(*o).unwrap();
+            // No tensor that is still live at node k (defined before, used at or after k) may
+            // share the buffer of k's output.
+            for (j, m) in g.nodes.iter().enumerate().take(k) {
+                for t in &m.outputs {
+                    if last[t] >= k && *t != *o {
+                        assert_ne!(plan.storage_of(*t).unwrap(), so, "node {k} output aliases live tensor from node {j}");
+                    }
+                }
+            }
+            assert_ne!(plan.storage_of(x).unwrap(), so);
+        }
+    }
+    let _ = y;
+}
+
+#[test]
+fn plan_matches_cpu_and_reruns_with_new_data() {
+    let (g, x, _, y) = chain_graph();
+    let gpu = gpu();
+    let mut plan = g.compile(&gpu).unwrap();
+    assert_eq!(plan.dispatch_count(), g.nodes.len());
+    for seed in [1u64, 2, 1] {
+        let xd = rand_tensor(&[4, 33], seed);
+        plan.write(x, &xd).unwrap();
+        plan.run().unwrap();
+        let got = plan.read(y).unwrap();
+        let want = g.run_cpu(&HashMap::from([(x, xd)])).unwrap().remove(&y).unwrap();
+        assert_close(&format!("chain seed {seed}"), &got, &want, 1e-4, 1e-5);
+    }
+}
+
+#[test]
+fn reading_an_unmarked_intermediate_is_an_error() {
+    let (g, x, all, _) = chain_graph();
+    let mut plan = g.compile(&gpu()).unwrap();
+    plan.write(x, &rand_tensor(&[4, 33], 1)).unwrap();
+    plan.run().unwrap();
+    let err = plan.read(all[3]).unwrap_err().to_string();
+    assert!(err.contains("not marked"), "{err}");
+}
+
+#[test]
+fn wrong_input_data_is_a_typed_error() {
+    let (g, x, _, _) = chain_graph();
+    let mut plan = g.compile(&gpu()).unwrap();
+    let err = plan.write(x, &rand_tensor(&[4, 32], 1)).unwrap_err().to_string();
+    assert!(err.contains("[4, 33]") && err.contains("[4, 32]"), "{err}");
+}
+
+#[test]
+fn shape_mismatch_names_op_and_shapes() {
+    let mut g = Graph::new();
+    let a = g.input("a", &[3, 4], DType::F32);
+    let b = g.input("b", &[5], DType::F32);
+    let err = g.add(a, b).unwrap_err().to_string();
+    assert!(err.contains("binary(Add)") && err.contains("[3, 4]") && err.contains("[5]"), "{err}");
+}
+
+#[test]
+fn pool_recycles_buffers_after_plans_drop() {
+    let gpu = gpu();
+    let (g, x, _, y) = chain_graph();
+    for _ in 0..3 {
+        let mut plan = g.compile(&gpu).unwrap();
+        plan.write(x, &rand_tensor(&[4, 33], 1)).unwrap();
+        plan.run().unwrap();
+        plan.read(y).unwrap();
+    }
+    gpu.wait().unwrap();
+    let before = gpu.memory();
+    for _ in 0..5 {
+        let mut plan = g.compile(&gpu).unwrap();
+        plan.write(x, &rand_tensor(&[4, 33], 1)).unwrap();
+        plan.run().unwrap();
+        plan.read(y).unwrap();
+    }
+    gpu.wait().unwrap();
+    let after = gpu.memory();
+    // Other tests share the device, so allow for their buffers; the loop itself must not grow.
+    assert!(after.live_bytes + after.pooled_bytes <= before.live_bytes + before.pooled_bytes + (1 << 20), "{before:?} -> {after:?}");
+}

@@ -1,0 +1,85 @@
+// Elementwise kernels: unary maps, broadcasting binary maps (incl. the fused GeGLU gate) and
+// the batched transpose of the last two dims. The operation is an override constant, so each
+// kind is its own pipeline while shapes stay in the uniform block.
+
+override OP: u32 = 0u;
+
+struct Params {
+    n: u32,       // output elements
+    nb: u32,      // elements of b (binary) / rows (transpose)
+    inner: u32,   // b index = (i / inner) % nb   (binary) / cols (transpose)
+    batch: u32,   // transpose batch
+    alpha: f32,
+    beta: f32,
+    _p0: u32,
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+
+fn unary_op(x: f32) -> f32 {
+    switch OP {
+        case 0u: { return gelu_erf(x); }
+        case 1u: { return gelu_tanh(x); }
+        case 2u: { return p.alpha * x; }
+        case 3u: { return clamp(x, p.alpha, p.beta); }
+        case 4u: { return x; }
+        case 5u: { return p.alpha * x + p.beta; }
+        default: { return x; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= p.n) { return; }
+    out[i] = unary_op(a[i]);
+}
+
+@group(0) @binding(0) var<uniform> pb: Params;
+@group(0) @binding(1) var<storage, read> xa: array<f32>;
+@group(0) @binding(2) var<storage, read> xb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outb: array<f32>;
+
+fn binary_op(x: f32, y: f32) -> f32 {
+    switch OP {
+        case 0u: { return x + y; }
+        case 1u: { return x - y; }
+        case 2u: { return x * y; }
+        case 3u: { return gelu_tanh(x) * y; }
+        default: { return x + y; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= pb.n) { return; }
+    outb[i] = binary_op(xa[i], xb[(i / pb.inner) % pb.nb]);
+}
+
+// out[b, c, r] = a[b, r, c]: rows = nb, cols = inner. 16×16 tiles through workgroup memory so
+// both the read and the write are coalesced.
+var<workgroup> tile: array<array<f32, 17>, 16>;
+
+@compute @workgroup_size(16, 16)
+fn transpose(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let rows = p.nb;
+    let cols = p.inner;
+    let base = wg.z * rows * cols;
+    let r = wg.y * 16u + lid.y;
+    let c = wg.x * 16u + lid.x;
+    if (r < rows && c < cols) {
+        tile[lid.y][lid.x] = a[base + r * cols + c];
+    }
+    workgroupBarrier();
+    let orow = wg.x * 16u + lid.y; // output row = input column
+    let ocol = wg.y * 16u + lid.x;
+    if (orow < cols && ocol < rows) {
+        out[base + orow * rows + ocol] = tile[lid.x][lid.y];
+    }
+}

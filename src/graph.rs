@@ -1,0 +1,692 @@
+//! The graph executor.
+//!
+//! A `Graph` records tensors (inputs, parameters, intermediates) and op nodes in the order they
+//! are added, which is already a topological order. `compile` turns it into a `Plan`:
+//! - external tensors (inputs, params) get persistent buffers, split into row chunks when one
+//!   binding cannot hold them and the consuming op accepts that;
+//! - intermediates are packed into a planned arena of reusable slots by liveness: a slot is
+//!   free again right after the last op that reads its tensor, and an op's outputs are placed
+//!   before its inputs are released, so a reused buffer never aliases a live tensor;
+//! - every dispatch gets its pipeline (cached by kernel variant), its uniform block (one
+//!   uniform buffer for the whole plan) and its bind group, once.
+//!
+//! `Plan::run` then encodes all dispatches into one command encoder and submits once; nothing
+//! is read back unless asked for (`read`), and only tensors marked as outputs (or externals)
+//! can be read. A plan is re-run with new input data without re-planning.
+
+use crate::device::{Access, Gpu, PooledBuffer};
+use crate::error::{Error, Result};
+use crate::ops::{Dispatch, EncodeCx, Op, RowChunk, Slot, Storage};
+use crate::tensor::{DType, HostData, HostTensor, TensorDesc};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Written by the caller before each run.
+    Input,
+    /// Written once (or updated in place by optimizer ops); persists across runs.
+    Param,
+    /// Produced by a node.
+    Intermediate,
+}
+
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub desc: TensorDesc,
+    pub kind: TensorKind,
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub op: Arc<dyn Op>,
+    pub inputs: Vec<TensorId>,
+    pub outputs: Vec<TensorId>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub tensors: Vec<TensorInfo>,
+    pub nodes: Vec<Node>,
+    outputs: Vec<TensorId>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add_tensor(&mut self, name: &str, desc: TensorDesc, kind: TensorKind) -> TensorId {
+        self.tensors.push(TensorInfo { desc, kind, name: name.to_string() });
+        TensorId(self.tensors.len() - 1)
+    }
+
+    pub fn input(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorId {
+        self.add_tensor(name, TensorDesc::new(shape, dtype), TensorKind::Input)
+    }
+
+    pub fn param(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorId {
+        self.add_tensor(name, TensorDesc::new(shape, dtype), TensorKind::Param)
+    }
+
+    pub fn desc(&self, t: TensorId) -> &TensorDesc {
+        &self.tensors[t.0].desc
+    }
+
+    pub fn shape(&self, t: TensorId) -> &[usize] {
+        &self.tensors[t.0].desc.shape
+    }
+
+    /// Record an op; its output tensors are returned.
+    pub fn apply(&mut self, op: impl Op, inputs: &[TensorId]) -> Result<Vec<TensorId>> {
+        self.apply_shared(Arc::new(op), inputs)
+    }
+
+    /// Record an op that is already shared (e.g. from a list of boxed ops).
+    pub fn apply_shared(&mut self, op: Arc<dyn Op>, inputs: &[TensorId]) -> Result<Vec<TensorId>> {
+        for t in inputs {
+            if t.0 >= self.tensors.len() {
+                return Err(Error::Graph(format!("{}: unknown tensor {t:?}", op.name())));
+            }
+        }
+        let descs: Vec<&TensorDesc> = inputs.iter().map(|t| &self.tensors[t.0].desc).collect();
+        let outs = op.infer(&descs)?;
+        let name = op.name();
+        let outputs = outs
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| self.add_tensor(&format!("{name}#{}.{i}", self.nodes.len()), d, TensorKind::Intermediate))
+            .collect();
+        self.nodes.push(Node { op, inputs: inputs.to_vec(), outputs });
+        Ok(self.nodes.last().map(|n| n.outputs.clone()).unwrap_or_default())
+    }
+
+    /// Record an op with exactly one output.
+    pub fn apply1(&mut self, op: impl Op, inputs: &[TensorId]) -> Result<TensorId> {
+        let name = op.name();
+        let outs = self.apply(op, inputs)?;
+        match outs.as_slice() {
+            [t] => Ok(*t),
+            _ => Err(Error::Graph(format!("{name}: expected one output, got {}", outs.len()))),
+        }
+    }
+
+    /// Keep this tensor's buffer for reading after a run.
+    pub fn mark_output(&mut self, t: TensorId) {
+        if !self.outputs.contains(&t) {
+            self.outputs.push(t);
+        }
+    }
+
+    pub fn outputs(&self) -> &[TensorId] {
+        &self.outputs
+    }
+
+    /// Run the graph on the CPU reference ops. `feeds` must give every input and param.
+    pub fn run_cpu(&self, feeds: &HashMap<TensorId, HostTensor>) -> Result<HashMap<TensorId, HostTensor>> {
+        let mut vals: HashMap<TensorId, HostTensor> = HashMap::new();
+        for (i, info) in self.tensors.iter().enumerate() {
+            if info.kind != TensorKind::Intermediate {
+                let t = feeds.get(&TensorId(i)).ok_or_else(|| {
+                    Error::Graph(format!("run_cpu: no data for {:?} tensor {:?}", info.kind, info.name))
+                })?;
+                check_feed(info, t)?;
+                vals.insert(TensorId(i), t.clone());
+            }
+        }
+        for node in &self.nodes {
+            let ins: Vec<&HostTensor> = node.inputs.iter().map(|t| &vals[t]).collect();
+            let outs = node.op.cpu(&ins)?;
+            for (t, v) in node.outputs.iter().zip(outs) {
+                vals.insert(*t, v);
+            }
+        }
+        Ok(vals)
+    }
+
+    /// Plan memory and encode every dispatch for `gpu`.
+    pub fn compile(&self, gpu: &Arc<Gpu>) -> Result<Plan> {
+        Plan::new(self, gpu)
+    }
+}
+
+fn check_feed(info: &TensorInfo, t: &HostTensor) -> Result<()> {
+    let host_ok = match (info.desc.dtype, t.dtype()) {
+        (DType::F32 | DType::F16, DType::F32) | (DType::U32, DType::U32) => true,
+        _ => false,
+    };
+    if t.shape != info.desc.shape || !host_ok {
+        return Err(Error::Graph(format!(
+            "tensor {:?} is {:?} {:?}, data given is {:?} {:?}",
+            info.name,
+            info.desc.dtype,
+            info.desc.shape,
+            t.dtype(),
+            t.shape
+        )));
+    }
+    Ok(())
+}
+
+/// Where a tensor lives in a plan.
+#[derive(Clone, Debug)]
+enum Home {
+    /// Persistent buffers, one per row chunk.
+    External(Vec<(usize, RowChunk)>),
+    /// An arena slot.
+    Arena(usize),
+}
+
+struct Encoded {
+    pipeline: Arc<crate::device::Pipeline>,
+    bind_group: wgpu::BindGroup,
+    grid: [u32; 3],
+    label: String,
+}
+
+pub struct Plan {
+    gpu: Arc<Gpu>,
+    tensors: Vec<TensorInfo>,
+    homes: Vec<Option<Home>>,
+    buffers: Vec<Option<PooledBuffer>>,
+    readable: Vec<bool>,
+    dispatches: Vec<Encoded>,
+    planned_bytes: u64,
+    arena_bytes: u64,
+    last_submission: u64,
+}
+
+/// Split `desc` into row chunks that each fit one binding.
+fn chunk_rows(desc: &TensorDesc, max_binding: u64) -> Option<Vec<RowChunk>> {
+    let rows = desc.shape.first().copied().unwrap_or(1).max(1);
+    let row_bytes = desc.bytes() / rows as u64;
+    if row_bytes == 0 || row_bytes > max_binding {
+        return None;
+    }
+    let per = (max_binding / row_bytes) as usize;
+    Some((0..rows).step_by(per).map(|s| RowChunk { start: s, rows: per.min(rows - s) }).collect())
+}
+
+fn padded(bytes: u64) -> u64 {
+    bytes.div_ceil(4).max(1) * 4
+}
+
+impl Plan {
+    fn new(g: &Graph, gpu: &Arc<Gpu>) -> Result<Plan> {
+        let caps = &gpu.caps;
+        let n = g.tensors.len();
+        let mut homes: Vec<Option<Home>> = vec![None; n];
+        let mut buf_sizes: Vec<u64> = Vec::new();
+        let mut readable = vec![false; n];
+        for t in &g.outputs {
+            readable[t.0] = true;
+        }
+
+        // Externals: persistent buffers, chunked when too big for one binding.
+        let mut needs_chunks = vec![false; n];
+        for node in &g.nodes {
+            for (i, t) in node.inputs.iter().enumerate() {
+                let d = &g.tensors[t.0].desc;
+                if padded(d.bytes()) > caps.max_storage_binding {
+                    if g.tensors[t.0].kind == TensorKind::Intermediate || !node.op.accepts_chunked(i) {
+                        return Err(Error::Limit {
+                            op: node.op.name(),
+                            what: format!("input {i} ({:?} {:?})", d.dtype, d.shape),
+                            need: d.bytes(),
+                            limit_name: "max_storage_buffer_binding_size",
+                            limit: caps.max_storage_binding,
+                        });
+                    }
+                    needs_chunks[t.0] = true;
+                }
+            }
+        }
+        for (i, info) in g.tensors.iter().enumerate() {
+            if info.kind == TensorKind::Intermediate {
+                continue;
+            }
+            readable[i] = true;
+            let chunks = if needs_chunks[i] {
+                chunk_rows(&info.desc, caps.max_storage_binding).ok_or_else(|| Error::Limit {
+                    op: "plan".into(),
+                    what: format!("one row of tensor {:?} {:?}", info.name, info.desc.shape),
+                    need: info.desc.bytes() / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64,
+                    limit_name: "max_storage_buffer_binding_size",
+                    limit: caps.max_storage_binding,
+                })?
+            } else {
+                vec![RowChunk { start: 0, rows: info.desc.shape.first().copied().unwrap_or(1) }]
+            };
+            let row_bytes = info.desc.bytes() / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64;
+            let mut parts = Vec::new();
+            for c in chunks {
+                let bytes = if needs_chunks[i] { row_bytes * c.rows as u64 } else { info.desc.bytes() };
+                buf_sizes.push(padded(bytes));
+                parts.push((buf_sizes.len() - 1, c));
+            }
+            homes[i] = Some(Home::External(parts));
+        }
+        let external_bytes: u64 = buf_sizes.iter().sum();
+
+        // Liveness of intermediates.
+        let mut last_use = vec![usize::MAX; n];
+        for (k, node) in g.nodes.iter().enumerate() {
+            for t in &node.inputs {
+                last_use[t.0] = k;
+            }
+            for t in &node.outputs {
+                if last_use[t.0] == usize::MAX {
+                    last_use[t.0] = k; // produced but never read: free right away
+                }
+            }
+        }
+
+        // Arena slots, assigned greedily in execution order.
+        let mut slot_size: Vec<u64> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut scratch_homes: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
+        let take = |need: u64, slot_size: &mut Vec<u64>, free: &mut Vec<usize>| -> usize {
+            // Smallest free slot that fits; else grow the largest free one; else a new slot.
+            let fit = free.iter().enumerate().filter(|(_, s)| slot_size[**s] >= need).min_by_key(|(_, s)| slot_size[**s]);
+            let pick = fit.map(|(i, _)| i).or_else(|| {
+                free.iter().enumerate().max_by_key(|(_, s)| slot_size[**s]).map(|(i, _)| i)
+            });
+            match pick {
+                Some(i) => {
+                    let s = free.swap_remove(i);
+                    slot_size[s] = slot_size[s].max(need);
+                    s
+                }
+                None => {
+                    slot_size.push(need);
+                    slot_size.len() - 1
+                }
+            }
+        };
+        for (k, node) in g.nodes.iter().enumerate() {
+            for t in &node.outputs {
+                let d = &g.tensors[t.0].desc;
+                if padded(d.bytes()) > caps.max_storage_binding {
+                    return Err(Error::Limit {
+                        op: node.op.name(),
+                        what: format!("output {:?} {:?}", d.dtype, d.shape),
+                        need: d.bytes(),
+                        limit_name: "max_storage_buffer_binding_size",
+                        limit: caps.max_storage_binding,
+                    });
+                }
+                let s = take(padded(d.bytes()), &mut slot_size, &mut free);
+                homes[t.0] = Some(Home::Arena(s));
+            }
+            let in_descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
+            let mut sc = Vec::new();
+            for d in node.op.scratch(&in_descs) {
+                sc.push(take(padded(d.bytes()), &mut slot_size, &mut free));
+            }
+            free.extend(sc.iter().copied());
+            scratch_homes.push(sc);
+            let mut released: Vec<usize> = Vec::new();
+            for t in node.inputs.iter().chain(node.outputs.iter()) {
+                if g.tensors[t.0].kind == TensorKind::Intermediate && last_use[t.0] == k && !readable[t.0] {
+                    if let Some(Home::Arena(s)) = homes[t.0] {
+                        if !released.contains(&s) {
+                            released.push(s);
+                        }
+                    }
+                }
+            }
+            free.extend(released);
+        }
+        let arena_bytes: u64 = slot_size.iter().sum();
+        let slot_base = buf_sizes.len();
+        buf_sizes.extend(slot_size.iter().copied());
+
+        // Allocate every buffer from the pool.
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let mut buffers = Vec::with_capacity(buf_sizes.len());
+        for s in &buf_sizes {
+            buffers.push(Some(gpu.alloc(*s, usage)?));
+        }
+        let buf_of = |home: &Home, chunk: usize| -> Option<usize> {
+            match home {
+                Home::External(parts) => parts.get(chunk).map(|(b, _)| *b),
+                Home::Arena(s) => (chunk == 0).then_some(slot_base + s),
+            }
+        };
+
+        // Encode: uniform blocks, pipelines, bind groups.
+        let align = caps.min_uniform_offset_alignment.max(16) as u64;
+        let mut all: Vec<(usize, Dispatch)> = Vec::new();
+        for (k, node) in g.nodes.iter().enumerate() {
+            let inputs: Vec<Storage> = node
+                .inputs
+                .iter()
+                .map(|t| {
+                    let desc = g.tensors[t.0].desc.clone();
+                    let chunks = match &homes[t.0] {
+                        Some(Home::External(parts)) => parts.iter().map(|(_, c)| *c).collect(),
+                        _ => vec![RowChunk { start: 0, rows: desc.shape.first().copied().unwrap_or(1) }],
+                    };
+                    Storage { desc, chunks }
+                })
+                .collect();
+            let outputs: Vec<TensorDesc> = node.outputs.iter().map(|t| g.tensors[t.0].desc.clone()).collect();
+            let in_descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
+            let scratch = node.op.scratch(&in_descs);
+            let cx = EncodeCx { inputs: &inputs, outputs: &outputs, scratch: &scratch, caps };
+            for d in node.op.encode(&cx)? {
+                all.push((k, d));
+            }
+        }
+        let mut uniform_data: Vec<u8> = Vec::new();
+        let mut offsets = Vec::with_capacity(all.len());
+        for (_, d) in &all {
+            let off = (uniform_data.len() as u64).div_ceil(align) * align;
+            uniform_data.resize(off as usize, 0);
+            uniform_data.extend_from_slice(&d.params);
+            if d.params.is_empty() {
+                uniform_data.extend_from_slice(&[0u8; 16]);
+            }
+            offsets.push(off);
+        }
+        uniform_data.resize(uniform_data.len().max(16), 0);
+        let uniform = gpu.alloc(uniform_data.len() as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST)?;
+        gpu.upload(&uniform.buffer, 0, &uniform_data)?;
+        let uniform_index = buffers.len();
+        buffers.push(Some(uniform));
+
+        let mut dispatches = Vec::with_capacity(all.len());
+        for ((k, d), off) in all.iter().zip(offsets) {
+            let node = &g.nodes[*k];
+            let label = format!("{}::{}", node.op.name(), d.kernel.entry);
+            let layout: Vec<Access> = d.binds.iter().map(|b| b.access).collect();
+            let pipeline = gpu.pipeline(d.kernel.shader, d.kernel.entry, &d.kernel.constants, &layout)?;
+            let grid = fold_grid(d.grid, caps.max_workgroups_per_dim).ok_or_else(|| Error::Limit {
+                op: label.clone(),
+                what: format!("dispatch grid {:?}", d.grid),
+                need: d.grid.iter().copied().max().unwrap_or(0) as u64,
+                limit_name: "max_compute_workgroups_per_dimension",
+                limit: caps.max_workgroups_per_dim as u64,
+            })?;
+            let mut entries_src: Vec<(usize, u64, u64)> = Vec::new(); // (buffer index, offset, size)
+            let plen = if d.params.is_empty() { 16 } else { d.params.len() as u64 };
+            entries_src.push((uniform_index, off, plen));
+            for b in &d.binds {
+                let (t, desc) = match b.slot {
+                    Slot::Input(i) => (Some(node.inputs.get(i).copied()), None),
+                    Slot::Output(i) => (Some(node.outputs.get(i).copied()), None),
+                    Slot::Scratch(i) => (None, scratch_homes[*k].get(i).map(|s| (*s, scratch_bytes(node, g, i)))),
+                };
+                let (bi, size) = match (t, desc) {
+                    (Some(Some(t)), _) => {
+                        let home = homes[t.0].as_ref().ok_or_else(|| Error::Graph(format!("{label}: tensor without storage")))?;
+                        let bi = buf_of(home, b.chunk)
+                            .ok_or_else(|| Error::Graph(format!("{label}: binds chunk {} of {:?}", b.chunk, g.tensors[t.0].name)))?;
+                        let size = match home {
+                            Home::External(parts) if parts.len() > 1 => buf_sizes[bi],
+                            _ => padded(g.tensors[t.0].desc.bytes()),
+                        };
+                        (bi, size)
+                    }
+                    (_, Some((s, bytes))) => (slot_base + s, padded(bytes)),
+                    _ => return Err(Error::Graph(format!("{label}: binding {:?} out of range", b.slot))),
+                };
+                if b.access == Access::ReadWrite {
+                    if let Slot::Input(i) = b.slot {
+                        let t = node.inputs[i];
+                        if g.tensors[t.0].kind == TensorKind::Input {
+                            return Err(Error::Graph(format!("{label}: updates input tensor {:?} in place", g.tensors[t.0].name)));
+                        }
+                    }
+                }
+                entries_src.push((bi, 0, size));
+            }
+            let entries: Vec<wgpu::BindGroupEntry> = entries_src
+                .iter()
+                .enumerate()
+                .map(|(i, (bi, off, size))| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &buffers[*bi].as_ref().expect("plan buffers exist until drop").buffer,
+                        offset: *off,
+                        size: wgpu::BufferSize::new(*size),
+                    }),
+                })
+                .collect();
+            let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&label),
+                layout: &pipeline.layout,
+                entries: &entries,
+            });
+            dispatches.push(Encoded { pipeline, bind_group, grid, label });
+        }
+        gpu.check("compiling the graph")?;
+        Ok(Plan {
+            gpu: gpu.clone(),
+            tensors: g.tensors.clone(),
+            homes,
+            buffers,
+            readable,
+            dispatches,
+            planned_bytes: external_bytes + arena_bytes,
+            arena_bytes,
+            last_submission: 0,
+        })
+    }
+
+    /// Bytes of device memory this plan holds: external tensors plus the arena.
+    pub fn planned_bytes(&self) -> u64 {
+        self.planned_bytes
+    }
+
+    /// Bytes of the intermediate arena alone.
+    pub fn arena_bytes(&self) -> u64 {
+        self.arena_bytes
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    fn external(&self, t: TensorId) -> Result<&[(usize, RowChunk)]> {
+        match self.homes.get(t.0) {
+            Some(Some(Home::External(parts))) => Ok(parts),
+            _ => Err(Error::Graph(format!("tensor {t:?} is not an input or parameter of this plan"))),
+        }
+    }
+
+    /// Upload data into an input or parameter.
+    pub fn write(&mut self, t: TensorId, data: &HostTensor) -> Result<()> {
+        let info = self.tensors.get(t.0).ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
+        check_feed(info, data)?;
+        let dtype = info.desc.dtype;
+        let rows = info.desc.shape.first().copied().unwrap_or(1).max(1);
+        let bytes: Vec<u8> = match (&data.data, dtype) {
+            (HostData::F32(v), DType::F32) => bytemuck::cast_slice(v).to_vec(),
+            (HostData::F32(v), DType::F16) => {
+                bytemuck::cast_slice(&v.iter().map(|x| half::f16::from_f32(*x)).collect::<Vec<_>>()).to_vec()
+            }
+            (HostData::U32(v), DType::U32) => bytemuck::cast_slice(v).to_vec(),
+            _ => return Err(Error::Graph(format!("tensor {:?}: wrong host type", info.name))),
+        };
+        let row_bytes = bytes.len() / rows;
+        for (bi, c) in self.external(t)?.to_vec() {
+            let part = &bytes[c.start * row_bytes..(c.start + c.rows) * row_bytes];
+            let buf = self.buffers[bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+            self.gpu.upload(&buf.buffer, 0, part)?;
+        }
+        Ok(())
+    }
+
+    /// Encode every dispatch into one command encoder and submit once. Does not wait.
+    pub fn run(&mut self) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("plan"), timestamp_writes: None });
+            for d in &self.dispatches {
+                pass.set_pipeline(&d.pipeline.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
+            }
+        }
+        self.last_submission = self.gpu.submit(vec![enc.finish()]);
+        self.gpu.check("running the graph")
+    }
+
+    /// Names of the dispatches in execution order (for profiling output).
+    pub fn dispatch_labels(&self) -> Vec<&str> {
+        self.dispatches.iter().map(|d| d.label.as_str()).collect()
+    }
+
+    /// Read tensors back in one submission (waits for the device).
+    pub fn read_many(&self, ts: &[TensorId]) -> Result<Vec<HostTensor>> {
+        let mut parts = Vec::new();
+        let mut spans = Vec::new();
+        for t in ts {
+            let info = self.tensors.get(t.0).ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
+            if !self.readable[t.0] {
+                return Err(Error::Graph(format!(
+                    "tensor {:?} was not marked as an output, so its buffer may have been reused",
+                    info.name
+                )));
+            }
+            let first = parts.len();
+            match &self.homes[t.0] {
+                Some(Home::External(ps)) => {
+                    let rows = info.desc.shape.first().copied().unwrap_or(1).max(1) as u64;
+                    let row_bytes = info.desc.bytes() / rows;
+                    for (bi, c) in ps {
+                        let b = self.buffers[*bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+                        parts.push((&b.buffer, 0, row_bytes * c.rows as u64));
+                    }
+                }
+                Some(Home::Arena(_)) | None => {
+                    let bi = self.buffer_index(*t)?;
+                    let b = self.buffers[bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+                    parts.push((&b.buffer, 0, info.desc.bytes()));
+                }
+            }
+            spans.push((first, parts.len()));
+        }
+        let data = self.gpu.download(&parts)?;
+        let mut out = Vec::new();
+        for (t, (a, b)) in ts.iter().zip(spans) {
+            let info = &self.tensors[t.0];
+            let bytes: Vec<u8> = data[a..b].concat();
+            let ht = match info.desc.dtype {
+                DType::F32 => HostTensor::f32(&info.desc.shape, bytemuck::pod_collect_to_vec(&bytes))?,
+                DType::U32 => HostTensor::u32(&info.desc.shape, bytemuck::pod_collect_to_vec(&bytes))?,
+                DType::F16 => {
+                    let h: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes);
+                    HostTensor::f32(&info.desc.shape, h.iter().map(|x| x.to_f32()).collect())?
+                }
+            };
+            out.push(ht);
+        }
+        Ok(out)
+    }
+
+    pub fn read(&self, t: TensorId) -> Result<HostTensor> {
+        Ok(self.read_many(&[t])?.remove(0))
+    }
+
+    fn buffer_index(&self, t: TensorId) -> Result<usize> {
+        // Arena slots follow the external buffers in `buffers`.
+        let ext: usize = self
+            .homes
+            .iter()
+            .filter_map(|h| match h {
+                Some(Home::External(p)) => Some(p.len()),
+                _ => None,
+            })
+            .sum();
+        match &self.homes[t.0] {
+            Some(Home::Arena(s)) => Ok(ext + s),
+            _ => Err(Error::Graph(format!("tensor {t:?} has no arena slot"))),
+        }
+    }
+
+    /// The device buffer behind a tensor (for ops outside the graph, e.g. benchmarks).
+    pub fn buffer(&self, t: TensorId) -> Result<&wgpu::Buffer> {
+        let bi = match &self.homes.get(t.0) {
+            Some(Some(Home::External(p))) if p.len() == 1 => p[0].0,
+            _ => self.buffer_index(t)?,
+        };
+        Ok(&self.buffers[bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?.buffer)
+    }
+
+    /// Buffer identity of each tensor's storage (for tests of the memory planner).
+    pub fn storage_of(&self, t: TensorId) -> Option<usize> {
+        match self.homes.get(t.0)? {
+            Some(Home::External(p)) => p.first().map(|(b, _)| *b),
+            Some(Home::Arena(_)) => self.buffer_index(t).ok(),
+            None => None,
+        }
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+}
+
+fn scratch_bytes(node: &Node, g: &Graph, i: usize) -> u64 {
+    let in_descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
+    node.op.scratch(&in_descs).get(i).map(|d| d.bytes()).unwrap_or(0)
+}
+
+/// Fold x past the per-dimension cap into y (kernels then use `linear_workgroup()`).
+pub fn fold_grid(grid: [u32; 3], max: u32) -> Option<[u32; 3]> {
+    let [x, y, z] = grid;
+    if x <= max && y <= max && z <= max {
+        return Some(grid);
+    }
+    if y == 1 && z <= max {
+        let fx = max;
+        let fy = x.div_ceil(fx);
+        if fy <= max {
+            return Some([fx, fy, z]);
+        }
+    }
+    None
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        let last = self.last_submission.max(self.gpu.next_submission());
+        for b in self.buffers.iter_mut().filter_map(|b| b.take()) {
+            self.gpu.release(b, last);
+        }
+    }
+}
+
+/// Run one op on the GPU on host data (compile, upload, run, read). For tests and tools.
+pub fn run_op_gpu(gpu: &Arc<Gpu>, op: impl Op, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+    run_shared_op_gpu(gpu, Arc::new(op), inputs)
+}
+
+/// `run_op_gpu` for an op already behind an `Arc`.
+pub fn run_shared_op_gpu(gpu: &Arc<Gpu>, op: Arc<dyn Op>, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+    let mut g = Graph::new();
+    let ids: Vec<TensorId> = inputs.iter().enumerate().map(|(i, t)| g.input(&format!("in{i}"), &t.shape, t.dtype())).collect();
+    let outs = g.apply_shared(op, &ids)?;
+    for o in &outs {
+        g.mark_output(*o);
+    }
+    let mut plan = g.compile(gpu)?;
+    for (id, t) in ids.iter().zip(inputs) {
+        plan.write(*id, t)?;
+    }
+    plan.run()?;
+    plan.read_many(&outs)
+}
+
+/// Run one op's CPU reference after checking shapes exactly as the graph would.
+pub fn run_op_cpu(op: &dyn Op, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+    let descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+    op.infer(&descs.iter().collect::<Vec<_>>())?;
+    op.cpu(inputs)
+}

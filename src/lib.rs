@@ -1,0 +1,19 @@
+//! unitok: the UniTok visual tokenizer on any GPU wgpu reaches, with hand-written WGSL kernels.
+//!
+//! Layers, bottom up: `device` (adapter, limits, pipelines, buffer pool), `tensor` (shapes and
+//! host data), `ops` (one file per op family: CPU reference + kernel dispatches), `graph`
+//! (recording, memory planning, one-submission execution), `shaders` (the WGSL library).
+//! See ARCHITECTURE.md for the path data takes.
+
+pub mod device;
+pub mod error;
+pub mod graph;
+pub mod ops;
+pub mod selfcheck;
+pub mod shaders;
+pub mod tensor;
+
+pub use device::Gpu;
+pub use error::{Error, Result};
+pub use graph::{Graph, Plan, TensorId};
+pub use tensor::{DType, HostTensor, TensorDesc};

@@ -1,0 +1,90 @@
+//! The `unitok` command line.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use unitok::{device, selfcheck, Gpu, Result};
+
+#[derive(Parser)]
+#[command(name = "unitok", version, about = "UniTok visual tokenizer on any GPU wgpu reaches (Vulkan, Metal, DX12; lavapipe on CPU-only machines)")]
+struct Cli {
+    /// Backend(s) to consider: vulkan, metal, dx12, gl, all (same as UNITOK_BACKEND).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Use the adapter whose name contains this text (same as UNITOK_ADAPTER).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every adapter, then the chosen one with its limits and optional features.
+    Info,
+    /// Run every kernel family on small inputs and compare with the CPU reference.
+    Selfcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The device layer reads these; flags override the environment.
+    if let Some(b) = &cli.backend {
+        std::env::set_var("UNITOK_BACKEND", b);
+    }
+    if let Some(a) = &cli.adapter {
+        std::env::set_var("UNITOK_ADAPTER", a);
+    }
+    let r = match cli.cmd {
+        Cmd::Info => info(),
+        Cmd::Selfcheck => run_selfcheck(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn info() -> Result<()> {
+    println!("adapters:");
+    for a in device::enumerate_adapters()? {
+        println!("  - {}", device::describe(&a));
+    }
+    let gpu = Gpu::new()?;
+    let c = &gpu.caps;
+    println!("chosen: {}", gpu.describe());
+    println!("limits:");
+    println!("  max_storage_buffer_binding_size   {} ({} MiB)", c.max_storage_binding, c.max_storage_binding >> 20);
+    println!("  max_buffer_size                   {} ({} MiB)", c.max_buffer_size, c.max_buffer_size >> 20);
+    println!("  max_compute_workgroup_storage     {}", c.max_workgroup_storage);
+    println!("  max_invocations_per_workgroup     {}", c.max_invocations);
+    println!("  max_workgroups_per_dimension      {}", c.max_workgroups_per_dim);
+    println!("  max_storage_buffers_per_stage     {}", c.max_storage_buffers_per_stage);
+    println!("features:");
+    println!("  shader_f16       {}", c.shader_f16);
+    println!("  subgroups        {} (size {}..{})", c.subgroups, c.subgroup_min, c.subgroup_max);
+    println!("  timestamp_query  {}", c.timestamps);
+    Ok(())
+}
+
+fn run_selfcheck() -> Result<()> {
+    let gpu = Gpu::new()?;
+    println!("self-check on {}", gpu.describe());
+    let (mut pass, mut fail) = (0, 0);
+    for case in selfcheck::cases() {
+        let o = selfcheck::run(&gpu, &case)?;
+        println!("  {:<4} {:<44} max abs {:.2e}  max rel {:.2e}", if o.ok { "ok" } else { "FAIL" }, o.name, o.max_abs, o.max_rel);
+        if o.ok {
+            pass += 1
+        } else {
+            fail += 1
+        }
+    }
+    println!("selfcheck: {pass} passed, {fail} failed");
+    if fail > 0 {
+        return Err(unitok::Error::Gpu(format!("{fail} kernel(s) disagree with the CPU reference")));
+    }
+    Ok(())
+}

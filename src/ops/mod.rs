@@ -1,0 +1,144 @@
+//! Ops: what the graph records and the executor runs.
+//!
+//! One file per op family (ratchet's pattern). Each op is a plain struct of its attributes
+//! (no shapes: those come from its inputs) and implements `Op`:
+//! - `infer` checks operand shapes and returns output descriptions (a typed error otherwise);
+//! - `cpu` is the plain-Rust reference every kernel is tested against, and also lets a whole
+//!   graph run on the CPU (`Graph::run_cpu`) as a model-level reference;
+//! - `encode` returns the dispatches that compute it: a kernel variant (shader, entry point,
+//!   override constants), a small uniform block with the shapes, the tensors to bind and the
+//!   workgroup grid. Shapes live in the uniform so pipelines are shared across shapes.
+//!
+//! Convenience builders (`Graph::matmul`, `Graph::add`, ...) live next to each op.
+
+use crate::device::{Access, Caps};
+use crate::error::Result;
+use crate::tensor::{HostTensor, TensorDesc};
+use std::fmt::Debug;
+
+pub mod elementwise;
+
+/// Which tensor of the op a binding refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Input(usize),
+    Output(usize),
+    Scratch(usize),
+}
+
+/// One storage binding of a dispatch. `chunk` selects a row chunk of an input that is split
+/// across several buffers (see `Storage`); it is 0 for everything else.
+#[derive(Clone, Copy, Debug)]
+pub struct Bind {
+    pub slot: Slot,
+    pub chunk: usize,
+    pub access: Access,
+}
+
+impl Bind {
+    pub fn read(i: usize) -> Self {
+        Bind { slot: Slot::Input(i), chunk: 0, access: Access::Read }
+    }
+    pub fn read_chunk(i: usize, chunk: usize) -> Self {
+        Bind { slot: Slot::Input(i), chunk, access: Access::Read }
+    }
+    pub fn write(o: usize) -> Self {
+        Bind { slot: Slot::Output(o), chunk: 0, access: Access::ReadWrite }
+    }
+    pub fn scratch(s: usize) -> Self {
+        Bind { slot: Slot::Scratch(s), chunk: 0, access: Access::ReadWrite }
+    }
+    /// An input the op updates in place (optimizer state, parameters).
+    pub fn update(i: usize) -> Self {
+        Bind { slot: Slot::Input(i), chunk: 0, access: Access::ReadWrite }
+    }
+}
+
+/// A kernel variant: the pipeline cache key apart from the binding layout.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    /// WGSL `override` values (tile sizes, flags). Never shapes.
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl Kernel {
+    pub fn new(shader: &'static str, entry: &'static str) -> Self {
+        Kernel { shader, entry, constants: Vec::new() }
+    }
+    pub fn with(mut self, name: &'static str, value: f64) -> Self {
+        self.constants.push((name, value));
+        self
+    }
+}
+
+/// One compute dispatch. Binding 0 of the kernel is the uniform block `params`; bindings
+/// 1.. are `binds` in order. `grid` is the logical workgroup count; when x exceeds the
+/// adapter's per-dimension cap the executor folds it into y, so kernels whose x can be large
+/// must use `linear_workgroup()` from the prelude and bounds-check it.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pub params: Vec<u8>,
+    pub binds: Vec<Bind>,
+    pub grid: [u32; 3],
+}
+
+/// A row range of a tensor split along dimension 0 into several buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowChunk {
+    pub start: usize,
+    pub rows: usize,
+}
+
+/// How an input is stored: one buffer (one chunk covering all rows) or several.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub desc: TensorDesc,
+    pub chunks: Vec<RowChunk>,
+}
+
+pub struct EncodeCx<'a> {
+    pub inputs: &'a [Storage],
+    pub outputs: &'a [TensorDesc],
+    pub scratch: &'a [TensorDesc],
+    pub caps: &'a Caps,
+}
+
+impl EncodeCx<'_> {
+    pub fn input(&self, i: usize) -> &TensorDesc {
+        &self.inputs[i].desc
+    }
+}
+
+pub trait Op: Debug + Send + Sync + 'static {
+    fn name(&self) -> String;
+    /// Output descriptions for these inputs, or a shape error.
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>>;
+    /// The CPU reference.
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>>;
+    /// The GPU dispatches.
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>>;
+    /// Temporary buffers the dispatches need, live only during this op.
+    fn scratch(&self, _inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
+        Vec::new()
+    }
+    /// Whether input `i` may be split into row chunks over several buffers (for tensors
+    /// larger than one storage binding). Ops that say yes must bind every chunk.
+    fn accepts_chunked(&self, _i: usize) -> bool {
+        false
+    }
+}
+
+/// Uniform bytes from a `#[repr(C)]` params struct, padded to 16 bytes.
+pub fn params<T: bytemuck::Pod>(p: &T) -> Vec<u8> {
+    let mut v = bytemuck::bytes_of(p).to_vec();
+    v.resize(v.len().div_ceil(16).max(1) * 16, 0);
+    v
+}
+
+/// Workgroups needed to cover `n` items with `per` items each.
+pub fn groups(n: usize, per: usize) -> u32 {
+    n.div_ceil(per) as u32
+}

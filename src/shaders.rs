@@ -1,0 +1,28 @@
+//! The WGSL kernel library: every file in `shaders/`, compiled into the binary.
+//!
+//! Each kernel file is prefixed with `shaders/common.wgsl` (shared helpers such as the
+//! folded-grid workgroup index and the erf/tanh approximations), so the helpers exist once.
+
+use crate::error::{Error, Result};
+
+pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
+
+/// (name, source) of every kernel family.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+];
+
+/// Full source of a shader (prelude + file).
+pub fn source(name: &str) -> Option<String> {
+    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| format!("{PRELUDE}\n{s}"))
+}
+
+/// Parse and validate a shader with naga, as wgpu would; the error names the shader.
+pub fn validate(name: &str) -> Result<naga::Module> {
+    let src = source(name).ok_or_else(|| Error::Invalid(format!("unknown shader {name:?}")))?;
+    let module = naga::front::wgsl::parse_str(&src)
+        .map_err(|e| Error::Gpu(format!("shader {name}: {}", e.emit_to_string(&src))))?;
+    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    v.validate(&module).map_err(|e| Error::Gpu(format!("shader {name}: {}", e.emit_to_string(&src))))?;
+    Ok(module)
+}

@@ -55,7 +55,13 @@ pub fn rand_scaled(shape: &[usize], seed: u64, scale: f32) -> HostTensor {
 
 /// Sizes at and around a tile edge: 1, tile−1, tile, tile+1 and a larger odd size.
 pub fn edge_sizes(tile: usize) -> Vec<usize> {
-    let mut v = vec![1, tile.saturating_sub(1).max(1), tile, tile + 1, 2 * tile + 3];
+    let mut v = vec![
+        1,
+        tile.saturating_sub(1).max(1),
+        tile,
+        tile + 1,
+        2 * tile + 3,
+    ];
     v.dedup();
     v
 }
@@ -90,7 +96,10 @@ pub fn assert_close(label: &str, got: &HostTensor, want: &HostTensor, atol: f32,
         _ => {
             let (g, w) = (got.as_f32().unwrap(), want.as_f32().unwrap());
             let (abs, rel, i) = errors(g, w);
-            let bad = g.iter().zip(w).position(|(a, b)| !((a - b).abs() <= atol + rtol * b.abs()));
+            let bad = g
+                .iter()
+                .zip(w)
+                .position(|(a, b)| !((a - b).abs() <= atol + rtol * b.abs()));
             if let Some(j) = bad {
                 panic!(
                     "{label}: max abs err {abs:.3e} (at {i}: got {} want {}), max rel err {rel:.3e}; \
@@ -103,7 +112,12 @@ pub fn assert_close(label: &str, got: &HostTensor, want: &HostTensor, atol: f32,
 }
 
 /// Run `op` on the CPU reference and on the GPU and compare every output.
-pub fn check_op<O: Op + Clone>(op: O, inputs: &[&HostTensor], atol: f32, rtol: f32) -> Vec<HostTensor> {
+pub fn check_op<O: Op + Clone>(
+    op: O,
+    inputs: &[&HostTensor],
+    atol: f32,
+    rtol: f32,
+) -> Vec<HostTensor> {
     let shapes: Vec<_> = inputs.iter().map(|t| t.shape.clone()).collect();
     let label = format!("{} on {:?}", op.name(), shapes);
     let want = run_op_cpu(&op, inputs).unwrap_or_else(|e| panic!("{label}: cpu: {e}"));

@@ -8,7 +8,12 @@ use unitok::{DType, Graph};
 
 /// A chain long enough that the planner must reuse buffers, with a long-lived tensor that
 /// must not be overwritten while it is still needed.
-fn chain_graph() -> (Graph, unitok::TensorId, Vec<unitok::TensorId>, unitok::TensorId) {
+fn chain_graph() -> (
+    Graph,
+    unitok::TensorId,
+    Vec<unitok::TensorId>,
+    unitok::TensorId,
+) {
     let mut g = Graph::new();
     let x = g.input("x", &[4, 33], DType::F32);
     let keep = g.unary(x, UnaryKind::Affine(0.5, 1.0)).unwrap(); // used at the very end
@@ -30,8 +35,17 @@ fn planner_reuses_buffers_without_aliasing_live_tensors() {
     let (g, x, _, y) = chain_graph();
     let gpu = gpu();
     let plan = g.compile(&gpu).unwrap();
-    let naive: u64 = g.tensors.iter().map(|t| t.desc.bytes().div_ceil(4) * 4).sum();
-    assert!(plan.planned_bytes() < naive / 3, "planned {} vs naive {}", plan.planned_bytes(), naive);
+    let naive: u64 = g
+        .tensors
+        .iter()
+        .map(|t| t.desc.bytes().div_ceil(4) * 4)
+        .sum();
+    assert!(
+        plan.planned_bytes() < naive / 3,
+        "planned {} vs naive {}",
+        plan.planned_bytes(),
+        naive
+    );
 
     // Check the plan's slot assignment against liveness directly.
     let mut last = HashMap::new();
@@ -48,7 +62,11 @@ fn planner_reuses_buffers_without_aliasing_live_tensors() {
             for (j, m) in g.nodes.iter().enumerate().take(k) {
                 for t in &m.outputs {
                     if last[t] >= k && *t != *o {
-                        assert_ne!(plan.storage_of(*t).unwrap(), so, "node {k} output aliases live tensor from node {j}");
+                        assert_ne!(
+                            plan.storage_of(*t).unwrap(),
+                            so,
+                            "node {k} output aliases live tensor from node {j}"
+                        );
                     }
                 }
             }
@@ -69,7 +87,11 @@ fn plan_matches_cpu_and_reruns_with_new_data() {
         plan.write(x, &xd).unwrap();
         plan.run().unwrap();
         let got = plan.read(y).unwrap();
-        let want = g.run_cpu(&HashMap::from([(x, xd)])).unwrap().remove(&y).unwrap();
+        let want = g
+            .run_cpu(&HashMap::from([(x, xd)]))
+            .unwrap()
+            .remove(&y)
+            .unwrap();
         assert_close(&format!("chain seed {seed}"), &got, &want, 1e-4, 1e-5);
     }
 }
@@ -88,7 +110,10 @@ fn reading_an_unmarked_intermediate_is_an_error() {
 fn wrong_input_data_is_a_typed_error() {
     let (g, x, _, _) = chain_graph();
     let mut plan = g.compile(&gpu()).unwrap();
-    let err = plan.write(x, &rand_tensor(&[4, 32], 1)).unwrap_err().to_string();
+    let err = plan
+        .write(x, &rand_tensor(&[4, 32], 1))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[4, 33]") && err.contains("[4, 32]"), "{err}");
 }
 
@@ -98,7 +123,10 @@ fn shape_mismatch_names_op_and_shapes() {
     let a = g.input("a", &[3, 4], DType::F32);
     let b = g.input("b", &[5], DType::F32);
     let err = g.add(a, b).unwrap_err().to_string();
-    assert!(err.contains("binary(Add)") && err.contains("[3, 4]") && err.contains("[5]"), "{err}");
+    assert!(
+        err.contains("binary(Add)") && err.contains("[3, 4]") && err.contains("[5]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -122,5 +150,9 @@ fn pool_recycles_buffers_after_plans_drop() {
     gpu.wait().unwrap();
     let after = gpu.memory();
     // Other tests share the device, so allow for their buffers; the loop itself must not grow.
-    assert!(after.live_bytes + after.pooled_bytes <= before.live_bytes + before.pooled_bytes + (1 << 20), "{before:?} -> {after:?}");
+    assert!(
+        after.live_bytes + after.pooled_bytes
+            <= before.live_bytes + before.pooled_bytes + (1 << 20),
+        "{before:?} -> {after:?}"
+    );
 }

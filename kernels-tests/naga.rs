@@ -15,7 +15,9 @@ fn every_shader_file_is_registered() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let Some(stem) = name.strip_suffix(".wgsl") else { continue };
+        let Some(stem) = name.strip_suffix(".wgsl") else {
+            continue;
+        };
         if stem == "common" {
             continue;
         }

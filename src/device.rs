@@ -110,9 +110,15 @@ fn size_class(bytes: u64) -> u64 {
 
 /// Backends selected by `UNITOK_BACKEND`, or all.
 pub fn backends_from_env() -> Result<wgpu::Backends> {
-    let Ok(s) = std::env::var("UNITOK_BACKEND") else { return Ok(wgpu::Backends::all()) };
+    let Ok(s) = std::env::var("UNITOK_BACKEND") else {
+        return Ok(wgpu::Backends::all());
+    };
     let mut b = wgpu::Backends::empty();
-    for part in s.split(',').map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()) {
+    for part in s
+        .split(',')
+        .map(|p| p.trim().to_ascii_lowercase())
+        .filter(|p| !p.is_empty())
+    {
         b |= match part.as_str() {
             "vulkan" | "vk" => wgpu::Backends::VULKAN,
             "metal" | "mtl" => wgpu::Backends::METAL,
@@ -130,7 +136,10 @@ pub fn backends_from_env() -> Result<wgpu::Backends> {
 }
 
 fn require_adapter() -> bool {
-    matches!(std::env::var("UNITOK_REQUIRE_ADAPTER").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+    matches!(
+        std::env::var("UNITOK_REQUIRE_ADAPTER").as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
 }
 
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -142,7 +151,12 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 /// Every adapter the selected backends expose.
 pub fn enumerate_adapters() -> Result<Vec<wgpu::AdapterInfo>> {
     let instance = new_instance(backends_from_env()?);
-    Ok(pollster::block_on(instance.enumerate_adapters(backends_from_env()?)).iter().map(|a| a.get_info()).collect())
+    Ok(
+        pollster::block_on(instance.enumerate_adapters(backends_from_env()?))
+            .iter()
+            .map(|a| a.get_info())
+            .collect(),
+    )
 }
 
 fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
@@ -153,7 +167,11 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
         wgpu::DeviceType::Cpu => 3,
         wgpu::DeviceType::Other => 4,
     };
-    let be = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    let be = if info.backend == wgpu::Backend::Gl {
+        1
+    } else {
+        0
+    };
     (be, ty)
 }
 
@@ -182,9 +200,19 @@ impl Gpu {
         let Some(adapter) = adapters.into_iter().next() else {
             let hint = "install a Vulkan driver (on Debian/Ubuntu without a GPU: \
                         apt-get install mesa-vulkan-drivers libvulkan1, or run tools/setup.sh)";
-            let seen = if all.is_empty() { "none found".to_string() } else { all.join("; ") };
-            let req = if require_adapter() { " (UNITOK_REQUIRE_ADAPTER=1 excludes the GL fallback)" } else { "" };
-            return Err(Error::NoAdapter(format!("adapters seen: {seen}{req}; {hint}")));
+            let seen = if all.is_empty() {
+                "none found".to_string()
+            } else {
+                all.join("; ")
+            };
+            let req = if require_adapter() {
+                " (UNITOK_REQUIRE_ADAPTER=1 excludes the GL fallback)"
+            } else {
+                ""
+            };
+            return Err(Error::NoAdapter(format!(
+                "adapters seen: {seen}{req}; {hint}"
+            )));
         };
         Self::from_adapter(adapter)
     }
@@ -209,7 +237,10 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::Device { adapter: describe(&info), msg: e.to_string() })?;
+        .map_err(|e| Error::Device {
+            adapter: describe(&info),
+            msg: e.to_string(),
+        })?;
         let error = Arc::new(Mutex::new(None::<String>));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -253,7 +284,10 @@ impl Gpu {
 
     /// The first wgpu validation or device error since the last check, as a typed error.
     pub fn check(&self, what: &str) -> Result<()> {
-        let mut slot = self.error.lock().map_err(|_| Error::Gpu("error slot poisoned".into()))?;
+        let mut slot = self
+            .error
+            .lock()
+            .map_err(|_| Error::Gpu("error slot poisoned".into()))?;
         match slot.take() {
             Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
             None => Ok(()),
@@ -282,10 +316,12 @@ impl Gpu {
             if !modules.contains_key(shader) {
                 let src = crate::shaders::source(shader)
                     .ok_or_else(|| Error::Gpu(format!("unknown shader {shader:?}")))?;
-                let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                });
+                let m = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    });
                 modules.insert(shader, m);
             }
             modules[shader].clone()
@@ -305,37 +341,51 @@ impl Gpu {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *a == Access::Read,
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
                 count: None,
             });
         }
-        let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(entry),
-            entries: &entries,
-        });
-        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(entry),
-            bind_group_layouts: &[Some(&bgl)],
-            immediate_size: 0,
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                // Every kernel writes all workgroup memory before reading it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let bgl = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(entry),
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(entry),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Every kernel writes all workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         self.check(&format!("creating pipeline {shader}::{entry}"))?;
-        let p = Arc::new(Pipeline { pipeline, layout: bgl });
-        self.pipelines.lock().map_err(poisoned)?.insert(key, p.clone());
+        let p = Arc::new(Pipeline {
+            pipeline,
+            layout: bgl,
+        });
+        self.pipelines
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, p.clone());
         Ok(p)
     }
 
@@ -356,7 +406,11 @@ impl Gpu {
         pool.live_bytes += class;
         if let Some(b) = pool.free.get_mut(&(class, usage)).and_then(|v| v.pop()) {
             pool.pooled_bytes -= class;
-            return Ok(PooledBuffer { buffer: b, class, usage });
+            return Ok(PooledBuffer {
+                buffer: b,
+                class,
+                usage,
+            });
         }
         drop(pool);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -365,7 +419,11 @@ impl Gpu {
             usage,
             mapped_at_creation: false,
         });
-        Ok(PooledBuffer { buffer, class, usage })
+        Ok(PooledBuffer {
+            buffer,
+            class,
+            usage,
+        })
     }
 
     /// Return a buffer to the pool. It becomes reusable only once every submission up to and
@@ -385,7 +443,10 @@ impl Gpu {
         while i < pool.in_flight.len() {
             if pool.in_flight[i].0 <= done {
                 let (_, b) = pool.in_flight.swap_remove(i);
-                pool.free.entry((b.class, b.usage)).or_default().push(b.buffer);
+                pool.free
+                    .entry((b.class, b.usage))
+                    .or_default()
+                    .push(b.buffer);
             } else {
                 i += 1;
             }
@@ -404,8 +465,14 @@ impl Gpu {
 
     pub fn memory(&self) -> MemoryStats {
         match self.pool.lock() {
-            Ok(p) => MemoryStats { live_bytes: p.live_bytes, pooled_bytes: p.pooled_bytes },
-            Err(_) => MemoryStats { live_bytes: 0, pooled_bytes: 0 },
+            Ok(p) => MemoryStats {
+                live_bytes: p.live_bytes,
+                pooled_bytes: p.pooled_bytes,
+            },
+            Err(_) => MemoryStats {
+                live_bytes: 0,
+                pooled_bytes: 0,
+            },
         }
     }
 
@@ -432,7 +499,8 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
         // Callbacks fire during poll; make sure the counter reflects everything submitted.
-        self.completed.fetch_max(self.submitted.load(Ordering::Acquire), Ordering::AcqRel);
+        self.completed
+            .fetch_max(self.submitted.load(Ordering::Acquire), Ordering::AcqRel);
         self.check("device work")
     }
 
@@ -450,7 +518,8 @@ impl Gpu {
             } else {
                 part
             };
-            self.queue.write_buffer(buffer, offset + (i * SLICE) as u64, data);
+            self.queue
+                .write_buffer(buffer, offset + (i * SLICE) as u64, data);
             since_flush += data.len();
             if since_flush >= UPLOAD_FLUSH {
                 self.submit(vec![]);
@@ -467,7 +536,10 @@ impl Gpu {
         let mut staging = Vec::new();
         for (buf, off, len) in parts {
             let padded = len.div_ceil(4) * 4;
-            let s = self.alloc(padded.max(4), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
+            let s = self.alloc(
+                padded.max(4),
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?;
             enc.copy_buffer_to_buffer(buf, *off, &s.buffer, 0, padded);
             staging.push((s, *len));
         }
@@ -498,5 +570,8 @@ fn poisoned<T>(_: T) -> Error {
 }
 
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
-    format!("{} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
+    format!(
+        "{} ({:?}, {:?}, driver {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    )
 }

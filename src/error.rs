@@ -16,10 +16,20 @@ pub enum Error {
     Device { adapter: String, msg: String },
     /// Operand shapes do not fit the op.
     #[error("{op}: {msg} (operands: {shapes})")]
-    Shape { op: String, msg: String, shapes: String },
+    Shape {
+        op: String,
+        msg: String,
+        shapes: String,
+    },
     /// A tensor or dispatch exceeds what the adapter allows.
     #[error("{op}: {what} needs {need}, over the adapter limit {limit_name} = {limit}")]
-    Limit { op: String, what: String, need: u64, limit_name: &'static str, limit: u64 },
+    Limit {
+        op: String,
+        what: String,
+        need: u64,
+        limit_name: &'static str,
+        limit: u64,
+    },
     /// The graph was used wrongly (unknown tensor, wrong data size, reading an unmarked tensor).
     #[error("graph: {0}")]
     Graph(String),
@@ -28,7 +38,10 @@ pub enum Error {
     Gpu(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A file was read but its content is not what was expected.
     #[error("{}: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
@@ -41,13 +54,27 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn shape(op: impl Into<String>, msg: impl Into<String>, shapes: &[&[usize]]) -> Self {
-        let shapes = shapes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
-        Error::Shape { op: op.into(), msg: msg.into(), shapes }
+        let shapes = shapes
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Error::Shape {
+            op: op.into(),
+            msg: msg.into(),
+            shapes,
+        }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), msg: msg.into() }
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

@@ -61,7 +61,11 @@ impl Graph {
     }
 
     fn add_tensor(&mut self, name: &str, desc: TensorDesc, kind: TensorKind) -> TensorId {
-        self.tensors.push(TensorInfo { desc, kind, name: name.to_string() });
+        self.tensors.push(TensorInfo {
+            desc,
+            kind,
+            name: name.to_string(),
+        });
         TensorId(self.tensors.len() - 1)
     }
 
@@ -99,10 +103,24 @@ impl Graph {
         let outputs = outs
             .into_iter()
             .enumerate()
-            .map(|(i, d)| self.add_tensor(&format!("{name}#{}.{i}", self.nodes.len()), d, TensorKind::Intermediate))
+            .map(|(i, d)| {
+                self.add_tensor(
+                    &format!("{name}#{}.{i}", self.nodes.len()),
+                    d,
+                    TensorKind::Intermediate,
+                )
+            })
             .collect();
-        self.nodes.push(Node { op, inputs: inputs.to_vec(), outputs });
-        Ok(self.nodes.last().map(|n| n.outputs.clone()).unwrap_or_default())
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+            outputs,
+        });
+        Ok(self
+            .nodes
+            .last()
+            .map(|n| n.outputs.clone())
+            .unwrap_or_default())
     }
 
     /// Record an op with exactly one output.
@@ -111,7 +129,10 @@ impl Graph {
         let outs = self.apply(op, inputs)?;
         match outs.as_slice() {
             [t] => Ok(*t),
-            _ => Err(Error::Graph(format!("{name}: expected one output, got {}", outs.len()))),
+            _ => Err(Error::Graph(format!(
+                "{name}: expected one output, got {}",
+                outs.len()
+            ))),
         }
     }
 
@@ -127,12 +148,18 @@ impl Graph {
     }
 
     /// Run the graph on the CPU reference ops. `feeds` must give every input and param.
-    pub fn run_cpu(&self, feeds: &HashMap<TensorId, HostTensor>) -> Result<HashMap<TensorId, HostTensor>> {
+    pub fn run_cpu(
+        &self,
+        feeds: &HashMap<TensorId, HostTensor>,
+    ) -> Result<HashMap<TensorId, HostTensor>> {
         let mut vals: HashMap<TensorId, HostTensor> = HashMap::new();
         for (i, info) in self.tensors.iter().enumerate() {
             if info.kind != TensorKind::Intermediate {
                 let t = feeds.get(&TensorId(i)).ok_or_else(|| {
-                    Error::Graph(format!("run_cpu: no data for {:?} tensor {:?}", info.kind, info.name))
+                    Error::Graph(format!(
+                        "run_cpu: no data for {:?} tensor {:?}",
+                        info.kind, info.name
+                    ))
                 })?;
                 check_feed(info, t)?;
                 vals.insert(TensorId(i), t.clone());
@@ -208,7 +235,15 @@ fn chunk_rows(desc: &TensorDesc, max_binding: u64) -> Option<Vec<RowChunk>> {
         return None;
     }
     let per = (max_binding / row_bytes) as usize;
-    Some((0..rows).step_by(per).map(|s| RowChunk { start: s, rows: per.min(rows - s) }).collect())
+    Some(
+        (0..rows)
+            .step_by(per)
+            .map(|s| RowChunk {
+                start: s,
+                rows: per.min(rows - s),
+            })
+            .collect(),
+    )
 }
 
 fn padded(bytes: u64) -> u64 {
@@ -232,7 +267,9 @@ impl Plan {
             for (i, t) in node.inputs.iter().enumerate() {
                 let d = &g.tensors[t.0].desc;
                 if padded(d.bytes()) > caps.max_storage_binding {
-                    if g.tensors[t.0].kind == TensorKind::Intermediate || !node.op.accepts_chunked(i) {
+                    if g.tensors[t.0].kind == TensorKind::Intermediate
+                        || !node.op.accepts_chunked(i)
+                    {
                         return Err(Error::Limit {
                             op: node.op.name(),
                             what: format!("input {i} ({:?} {:?})", d.dtype, d.shape),
@@ -254,17 +291,26 @@ impl Plan {
                 chunk_rows(&info.desc, caps.max_storage_binding).ok_or_else(|| Error::Limit {
                     op: "plan".into(),
                     what: format!("one row of tensor {:?} {:?}", info.name, info.desc.shape),
-                    need: info.desc.bytes() / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64,
+                    need: info.desc.bytes()
+                        / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64,
                     limit_name: "max_storage_buffer_binding_size",
                     limit: caps.max_storage_binding,
                 })?
             } else {
-                vec![RowChunk { start: 0, rows: info.desc.shape.first().copied().unwrap_or(1) }]
+                vec![RowChunk {
+                    start: 0,
+                    rows: info.desc.shape.first().copied().unwrap_or(1),
+                }]
             };
-            let row_bytes = info.desc.bytes() / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64;
+            let row_bytes =
+                info.desc.bytes() / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64;
             let mut parts = Vec::new();
             for c in chunks {
-                let bytes = if needs_chunks[i] { row_bytes * c.rows as u64 } else { info.desc.bytes() };
+                let bytes = if needs_chunks[i] {
+                    row_bytes * c.rows as u64
+                } else {
+                    info.desc.bytes()
+                };
                 buf_sizes.push(padded(bytes));
                 parts.push((buf_sizes.len() - 1, c));
             }
@@ -291,9 +337,16 @@ impl Plan {
         let mut scratch_homes: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
         let take = |need: u64, slot_size: &mut Vec<u64>, free: &mut Vec<usize>| -> usize {
             // Smallest free slot that fits; else grow the largest free one; else a new slot.
-            let fit = free.iter().enumerate().filter(|(_, s)| slot_size[**s] >= need).min_by_key(|(_, s)| slot_size[**s]);
+            let fit = free
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| slot_size[**s] >= need)
+                .min_by_key(|(_, s)| slot_size[**s]);
             let pick = fit.map(|(i, _)| i).or_else(|| {
-                free.iter().enumerate().max_by_key(|(_, s)| slot_size[**s]).map(|(i, _)| i)
+                free.iter()
+                    .enumerate()
+                    .max_by_key(|(_, s)| slot_size[**s])
+                    .map(|(i, _)| i)
             });
             match pick {
                 Some(i) => {
@@ -322,7 +375,8 @@ impl Plan {
                 let s = take(padded(d.bytes()), &mut slot_size, &mut free);
                 homes[t.0] = Some(Home::Arena(s));
             }
-            let in_descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
+            let in_descs: Vec<&TensorDesc> =
+                node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
             let mut sc = Vec::new();
             for d in node.op.scratch(&in_descs) {
                 sc.push(take(padded(d.bytes()), &mut slot_size, &mut free));
@@ -331,7 +385,10 @@ impl Plan {
             scratch_homes.push(sc);
             let mut released: Vec<usize> = Vec::new();
             for t in node.inputs.iter().chain(node.outputs.iter()) {
-                if g.tensors[t.0].kind == TensorKind::Intermediate && last_use[t.0] == k && !readable[t.0] {
+                if g.tensors[t.0].kind == TensorKind::Intermediate
+                    && last_use[t.0] == k
+                    && !readable[t.0]
+                {
                     if let Some(Home::Arena(s)) = homes[t.0] {
                         if !released.contains(&s) {
                             released.push(s);
@@ -346,7 +403,9 @@ impl Plan {
         buf_sizes.extend(slot_size.iter().copied());
 
         // Allocate every buffer from the pool.
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
         let mut buffers = Vec::with_capacity(buf_sizes.len());
         for s in &buf_sizes {
             buffers.push(Some(gpu.alloc(*s, usage)?));
@@ -369,15 +428,28 @@ impl Plan {
                     let desc = g.tensors[t.0].desc.clone();
                     let chunks = match &homes[t.0] {
                         Some(Home::External(parts)) => parts.iter().map(|(_, c)| *c).collect(),
-                        _ => vec![RowChunk { start: 0, rows: desc.shape.first().copied().unwrap_or(1) }],
+                        _ => vec![RowChunk {
+                            start: 0,
+                            rows: desc.shape.first().copied().unwrap_or(1),
+                        }],
                     };
                     Storage { desc, chunks }
                 })
                 .collect();
-            let outputs: Vec<TensorDesc> = node.outputs.iter().map(|t| g.tensors[t.0].desc.clone()).collect();
-            let in_descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
+            let outputs: Vec<TensorDesc> = node
+                .outputs
+                .iter()
+                .map(|t| g.tensors[t.0].desc.clone())
+                .collect();
+            let in_descs: Vec<&TensorDesc> =
+                node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
             let scratch = node.op.scratch(&in_descs);
-            let cx = EncodeCx { inputs: &inputs, outputs: &outputs, scratch: &scratch, caps };
+            let cx = EncodeCx {
+                inputs: &inputs,
+                outputs: &outputs,
+                scratch: &scratch,
+                caps,
+            };
             for d in node.op.encode(&cx)? {
                 all.push((k, d));
             }
@@ -394,7 +466,10 @@ impl Plan {
             offsets.push(off);
         }
         uniform_data.resize(uniform_data.len().max(16), 0);
-        let uniform = gpu.alloc(uniform_data.len() as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST)?;
+        let uniform = gpu.alloc(
+            uniform_data.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
         gpu.upload(&uniform.buffer, 0, &uniform_data)?;
         let uniform_index = buffers.len();
         buffers.push(Some(uniform));
@@ -404,28 +479,49 @@ impl Plan {
             let node = &g.nodes[*k];
             let label = format!("{}::{}", node.op.name(), d.kernel.entry);
             let layout: Vec<Access> = d.binds.iter().map(|b| b.access).collect();
-            let pipeline = gpu.pipeline(d.kernel.shader, d.kernel.entry, &d.kernel.constants, &layout)?;
-            let grid = fold_grid(d.grid, caps.max_workgroups_per_dim).ok_or_else(|| Error::Limit {
-                op: label.clone(),
-                what: format!("dispatch grid {:?}", d.grid),
-                need: d.grid.iter().copied().max().unwrap_or(0) as u64,
-                limit_name: "max_compute_workgroups_per_dimension",
-                limit: caps.max_workgroups_per_dim as u64,
-            })?;
+            let pipeline = gpu.pipeline(
+                d.kernel.shader,
+                d.kernel.entry,
+                &d.kernel.constants,
+                &layout,
+            )?;
+            let grid =
+                fold_grid(d.grid, caps.max_workgroups_per_dim).ok_or_else(|| Error::Limit {
+                    op: label.clone(),
+                    what: format!("dispatch grid {:?}", d.grid),
+                    need: d.grid.iter().copied().max().unwrap_or(0) as u64,
+                    limit_name: "max_compute_workgroups_per_dimension",
+                    limit: caps.max_workgroups_per_dim as u64,
+                })?;
             let mut entries_src: Vec<(usize, u64, u64)> = Vec::new(); // (buffer index, offset, size)
-            let plen = if d.params.is_empty() { 16 } else { d.params.len() as u64 };
+            let plen = if d.params.is_empty() {
+                16
+            } else {
+                d.params.len() as u64
+            };
             entries_src.push((uniform_index, off, plen));
             for b in &d.binds {
                 let (t, desc) = match b.slot {
                     Slot::Input(i) => (Some(node.inputs.get(i).copied()), None),
                     Slot::Output(i) => (Some(node.outputs.get(i).copied()), None),
-                    Slot::Scratch(i) => (None, scratch_homes[*k].get(i).map(|s| (*s, scratch_bytes(node, g, i)))),
+                    Slot::Scratch(i) => (
+                        None,
+                        scratch_homes[*k]
+                            .get(i)
+                            .map(|s| (*s, scratch_bytes(node, g, i))),
+                    ),
                 };
                 let (bi, size) = match (t, desc) {
                     (Some(Some(t)), _) => {
-                        let home = homes[t.0].as_ref().ok_or_else(|| Error::Graph(format!("{label}: tensor without storage")))?;
-                        let bi = buf_of(home, b.chunk)
-                            .ok_or_else(|| Error::Graph(format!("{label}: binds chunk {} of {:?}", b.chunk, g.tensors[t.0].name)))?;
+                        let home = homes[t.0].as_ref().ok_or_else(|| {
+                            Error::Graph(format!("{label}: tensor without storage"))
+                        })?;
+                        let bi = buf_of(home, b.chunk).ok_or_else(|| {
+                            Error::Graph(format!(
+                                "{label}: binds chunk {} of {:?}",
+                                b.chunk, g.tensors[t.0].name
+                            ))
+                        })?;
                         let size = match home {
                             Home::External(parts) if parts.len() > 1 => buf_sizes[bi],
                             _ => padded(g.tensors[t.0].desc.bytes()),
@@ -433,13 +529,21 @@ impl Plan {
                         (bi, size)
                     }
                     (_, Some((s, bytes))) => (slot_base + s, padded(bytes)),
-                    _ => return Err(Error::Graph(format!("{label}: binding {:?} out of range", b.slot))),
+                    _ => {
+                        return Err(Error::Graph(format!(
+                            "{label}: binding {:?} out of range",
+                            b.slot
+                        )))
+                    }
                 };
                 if b.access == Access::ReadWrite {
                     if let Slot::Input(i) = b.slot {
                         let t = node.inputs[i];
                         if g.tensors[t.0].kind == TensorKind::Input {
-                            return Err(Error::Graph(format!("{label}: updates input tensor {:?} in place", g.tensors[t.0].name)));
+                            return Err(Error::Graph(format!(
+                                "{label}: updates input tensor {:?} in place",
+                                g.tensors[t.0].name
+                            )));
                         }
                     }
                 }
@@ -451,7 +555,10 @@ impl Plan {
                 .map(|(i, (bi, off, size))| wgpu::BindGroupEntry {
                     binding: i as u32,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &buffers[*bi].as_ref().expect("plan buffers exist until drop").buffer,
+                        buffer: &buffers[*bi]
+                            .as_ref()
+                            .expect("plan buffers exist until drop")
+                            .buffer,
                         offset: *off,
                         size: wgpu::BufferSize::new(*size),
                     }),
@@ -462,7 +569,12 @@ impl Plan {
                 layout: &pipeline.layout,
                 entries: &entries,
             });
-            dispatches.push(Encoded { pipeline, bind_group, grid, label });
+            dispatches.push(Encoded {
+                pipeline,
+                bind_group,
+                grid,
+                label,
+            });
         }
         gpu.check("compiling the graph")?;
         Ok(Plan {
@@ -495,28 +607,43 @@ impl Plan {
     fn external(&self, t: TensorId) -> Result<&[(usize, RowChunk)]> {
         match self.homes.get(t.0) {
             Some(Some(Home::External(parts))) => Ok(parts),
-            _ => Err(Error::Graph(format!("tensor {t:?} is not an input or parameter of this plan"))),
+            _ => Err(Error::Graph(format!(
+                "tensor {t:?} is not an input or parameter of this plan"
+            ))),
         }
     }
 
     /// Upload data into an input or parameter.
     pub fn write(&mut self, t: TensorId, data: &HostTensor) -> Result<()> {
-        let info = self.tensors.get(t.0).ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
+        let info = self
+            .tensors
+            .get(t.0)
+            .ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
         check_feed(info, data)?;
         let dtype = info.desc.dtype;
         let rows = info.desc.shape.first().copied().unwrap_or(1).max(1);
         let bytes: Vec<u8> = match (&data.data, dtype) {
             (HostData::F32(v), DType::F32) => bytemuck::cast_slice(v).to_vec(),
-            (HostData::F32(v), DType::F16) => {
-                bytemuck::cast_slice(&v.iter().map(|x| half::f16::from_f32(*x)).collect::<Vec<_>>()).to_vec()
-            }
+            (HostData::F32(v), DType::F16) => bytemuck::cast_slice(
+                &v.iter()
+                    .map(|x| half::f16::from_f32(*x))
+                    .collect::<Vec<_>>(),
+            )
+            .to_vec(),
             (HostData::U32(v), DType::U32) => bytemuck::cast_slice(v).to_vec(),
-            _ => return Err(Error::Graph(format!("tensor {:?}: wrong host type", info.name))),
+            _ => {
+                return Err(Error::Graph(format!(
+                    "tensor {:?}: wrong host type",
+                    info.name
+                )))
+            }
         };
         let row_bytes = bytes.len() / rows;
         for (bi, c) in self.external(t)?.to_vec() {
             let part = &bytes[c.start * row_bytes..(c.start + c.rows) * row_bytes];
-            let buf = self.buffers[bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+            let buf = self.buffers[bi]
+                .as_ref()
+                .ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
             self.gpu.upload(&buf.buffer, 0, part)?;
         }
         Ok(())
@@ -524,9 +651,17 @@ impl Plan {
 
     /// Encode every dispatch into one command encoder and submit once. Does not wait.
     pub fn run(&mut self) -> Result<()> {
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("plan"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("plan"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("plan"),
+                timestamp_writes: None,
+            });
             for d in &self.dispatches {
                 pass.set_pipeline(&d.pipeline.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
@@ -547,7 +682,10 @@ impl Plan {
         let mut parts = Vec::new();
         let mut spans = Vec::new();
         for t in ts {
-            let info = self.tensors.get(t.0).ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
+            let info = self
+                .tensors
+                .get(t.0)
+                .ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
             if !self.readable[t.0] {
                 return Err(Error::Graph(format!(
                     "tensor {:?} was not marked as an output, so its buffer may have been reused",
@@ -560,13 +698,17 @@ impl Plan {
                     let rows = info.desc.shape.first().copied().unwrap_or(1).max(1) as u64;
                     let row_bytes = info.desc.bytes() / rows;
                     for (bi, c) in ps {
-                        let b = self.buffers[*bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+                        let b = self.buffers[*bi]
+                            .as_ref()
+                            .ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
                         parts.push((&b.buffer, 0, row_bytes * c.rows as u64));
                     }
                 }
                 Some(Home::Arena(_)) | None => {
                     let bi = self.buffer_index(*t)?;
-                    let b = self.buffers[bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+                    let b = self.buffers[bi]
+                        .as_ref()
+                        .ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
                     parts.push((&b.buffer, 0, info.desc.bytes()));
                 }
             }
@@ -578,8 +720,12 @@ impl Plan {
             let info = &self.tensors[t.0];
             let bytes: Vec<u8> = data[a..b].concat();
             let ht = match info.desc.dtype {
-                DType::F32 => HostTensor::f32(&info.desc.shape, bytemuck::pod_collect_to_vec(&bytes))?,
-                DType::U32 => HostTensor::u32(&info.desc.shape, bytemuck::pod_collect_to_vec(&bytes))?,
+                DType::F32 => {
+                    HostTensor::f32(&info.desc.shape, bytemuck::pod_collect_to_vec(&bytes))?
+                }
+                DType::U32 => {
+                    HostTensor::u32(&info.desc.shape, bytemuck::pod_collect_to_vec(&bytes))?
+                }
                 DType::F16 => {
                     let h: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes);
                     HostTensor::f32(&info.desc.shape, h.iter().map(|x| x.to_f32()).collect())?
@@ -616,7 +762,10 @@ impl Plan {
             Some(Some(Home::External(p))) if p.len() == 1 => p[0].0,
             _ => self.buffer_index(t)?,
         };
-        Ok(&self.buffers[bi].as_ref().ok_or_else(|| Error::Graph("plan buffer missing".into()))?.buffer)
+        Ok(&self.buffers[bi]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("plan buffer missing".into()))?
+            .buffer)
     }
 
     /// Buffer identity of each tensor's storage (for tests of the memory planner).
@@ -635,7 +784,11 @@ impl Plan {
 
 fn scratch_bytes(node: &Node, g: &Graph, i: usize) -> u64 {
     let in_descs: Vec<&TensorDesc> = node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
-    node.op.scratch(&in_descs).get(i).map(|d| d.bytes()).unwrap_or(0)
+    node.op
+        .scratch(&in_descs)
+        .get(i)
+        .map(|d| d.bytes())
+        .unwrap_or(0)
 }
 
 /// Fold x past the per-dimension cap into y (kernels then use `linear_workgroup()`).
@@ -669,9 +822,17 @@ pub fn run_op_gpu(gpu: &Arc<Gpu>, op: impl Op, inputs: &[&HostTensor]) -> Result
 }
 
 /// `run_op_gpu` for an op already behind an `Arc`.
-pub fn run_shared_op_gpu(gpu: &Arc<Gpu>, op: Arc<dyn Op>, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+pub fn run_shared_op_gpu(
+    gpu: &Arc<Gpu>,
+    op: Arc<dyn Op>,
+    inputs: &[&HostTensor],
+) -> Result<Vec<HostTensor>> {
     let mut g = Graph::new();
-    let ids: Vec<TensorId> = inputs.iter().enumerate().map(|(i, t)| g.input(&format!("in{i}"), &t.shape, t.dtype())).collect();
+    let ids: Vec<TensorId> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| g.input(&format!("in{i}"), &t.shape, t.dtype()))
+        .collect();
     let outs = g.apply_shared(op, &ids)?;
     for o in &outs {
         g.mark_output(*o);

@@ -5,6 +5,7 @@
 //! (recording, memory planning, one-submission execution), `shaders` (the WGSL library).
 //! See ARCHITECTURE.md for the path data takes.
 
+pub mod bench;
 pub mod device;
 pub mod error;
 pub mod graph;

@@ -2,10 +2,15 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use unitok::bench::{self, Work};
 use unitok::{device, selfcheck, Gpu, Result};
 
 #[derive(Parser)]
-#[command(name = "unitok", version, about = "UniTok visual tokenizer on any GPU wgpu reaches (Vulkan, Metal, DX12; lavapipe on CPU-only machines)")]
+#[command(
+    name = "unitok",
+    version,
+    about = "UniTok visual tokenizer on any GPU wgpu reaches (Vulkan, Metal, DX12; lavapipe on CPU-only machines)"
+)]
 struct Cli {
     /// Backend(s) to consider: vulkan, metal, dx12, gl, all (same as UNITOK_BACKEND).
     #[arg(long, global = true)]
@@ -23,6 +28,19 @@ enum Cmd {
     Info,
     /// Run every kernel family on small inputs and compare with the CPU reference.
     Selfcheck,
+    /// Time the kernels at UniTok-L sizes and compare with this adapter's measured ceilings
+    /// (peak FMA rate, copy bandwidth).
+    Bench {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Timed repetitions per kernel (median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Only kernels whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,6 +55,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Info => info(),
         Cmd::Selfcheck => run_selfcheck(),
+        Cmd::Bench { json, reps, filter } => run_bench(json, reps, filter),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,15 +75,35 @@ fn info() -> Result<()> {
     let c = &gpu.caps;
     println!("chosen: {}", gpu.describe());
     println!("limits:");
-    println!("  max_storage_buffer_binding_size   {} ({} MiB)", c.max_storage_binding, c.max_storage_binding >> 20);
-    println!("  max_buffer_size                   {} ({} MiB)", c.max_buffer_size, c.max_buffer_size >> 20);
-    println!("  max_compute_workgroup_storage     {}", c.max_workgroup_storage);
+    println!(
+        "  max_storage_buffer_binding_size   {} ({} MiB)",
+        c.max_storage_binding,
+        c.max_storage_binding >> 20
+    );
+    println!(
+        "  max_buffer_size                   {} ({} MiB)",
+        c.max_buffer_size,
+        c.max_buffer_size >> 20
+    );
+    println!(
+        "  max_compute_workgroup_storage     {}",
+        c.max_workgroup_storage
+    );
     println!("  max_invocations_per_workgroup     {}", c.max_invocations);
-    println!("  max_workgroups_per_dimension      {}", c.max_workgroups_per_dim);
-    println!("  max_storage_buffers_per_stage     {}", c.max_storage_buffers_per_stage);
+    println!(
+        "  max_workgroups_per_dimension      {}",
+        c.max_workgroups_per_dim
+    );
+    println!(
+        "  max_storage_buffers_per_stage     {}",
+        c.max_storage_buffers_per_stage
+    );
     println!("features:");
     println!("  shader_f16       {}", c.shader_f16);
-    println!("  subgroups        {} (size {}..{})", c.subgroups, c.subgroup_min, c.subgroup_max);
+    println!(
+        "  subgroups        {} (size {}..{})",
+        c.subgroups, c.subgroup_min, c.subgroup_max
+    );
     println!("  timestamp_query  {}", c.timestamps);
     Ok(())
 }
@@ -75,7 +114,13 @@ fn run_selfcheck() -> Result<()> {
     let (mut pass, mut fail) = (0, 0);
     for case in selfcheck::cases() {
         let o = selfcheck::run(&gpu, &case)?;
-        println!("  {:<4} {:<44} max abs {:.2e}  max rel {:.2e}", if o.ok { "ok" } else { "FAIL" }, o.name, o.max_abs, o.max_rel);
+        println!(
+            "  {:<4} {:<44} max abs {:.2e}  max rel {:.2e}",
+            if o.ok { "ok" } else { "FAIL" },
+            o.name,
+            o.max_abs,
+            o.max_rel
+        );
         if o.ok {
             pass += 1
         } else {
@@ -84,7 +129,63 @@ fn run_selfcheck() -> Result<()> {
     }
     println!("selfcheck: {pass} passed, {fail} failed");
     if fail > 0 {
-        return Err(unitok::Error::Gpu(format!("{fail} kernel(s) disagree with the CPU reference")));
+        return Err(unitok::Error::Gpu(format!(
+            "{fail} kernel(s) disagree with the CPU reference"
+        )));
+    }
+    Ok(())
+}
+
+fn run_bench(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let adapter = gpu.info.name.clone();
+    let fma = bench::measure(&gpu, &bench::fma_case(false), reps)?;
+    let copy = bench::measure(&gpu, &bench::copy_case(false), reps)?;
+    let (peak, bw) = (fma.rate(), copy.rate());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"kernel": "fma_peak", "shape": fma.shape, "gflops": peak, "ceiling": peak, "ratio": 1.0, "adapter": adapter})
+        );
+        println!(
+            "{}",
+            serde_json::json!({"kernel": "copy", "shape": copy.shape, "gbps": bw, "ceiling": bw, "ratio": 1.0, "adapter": adapter})
+        );
+    } else {
+        println!("adapter: {}", gpu.describe());
+        println!("ceilings: FMA peak {peak:.1} GFLOP/s, copy bandwidth {bw:.1} GB/s");
+        println!(
+            "{:<16} {:<40} {:>10} {:>14} {:>10} {:>7}",
+            "kernel", "shape", "ms", "rate", "ceiling", "ratio"
+        );
+    }
+    for case in bench::kernel_cases() {
+        if filter.as_deref().is_some_and(|f| !case.kernel.contains(f)) {
+            continue;
+        }
+        let m = bench::measure(&gpu, &case, reps)?;
+        let (unit, ceiling) = match m.work {
+            Work::Flops(_) => ("gflops", peak),
+            Work::Bytes(_) => ("gbps", bw),
+        };
+        let ratio = m.rate() / ceiling;
+        if json {
+            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "adapter": adapter, "ms": m.seconds * 1e3});
+            o[unit] = serde_json::json!(m.rate());
+            println!("{o}");
+        } else {
+            let u = if unit == "gflops" { "GFLOP/s" } else { "GB/s" };
+            println!(
+                "{:<16} {:<40} {:>10.3} {:>6.1} {:<7} {:>10.1} {:>7.3}",
+                m.kernel,
+                m.shape,
+                m.seconds * 1e3,
+                m.rate(),
+                u,
+                ceiling,
+                ratio
+            );
+        }
     }
     Ok(())
 }

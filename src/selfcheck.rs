@@ -37,13 +37,17 @@ pub fn pseudo_random(shape: &[usize], seed: u64, scale: f32) -> HostTensor {
             (u * 2.0 - 1.0) * scale
         })
         .collect();
-    HostTensor { shape: shape.to_vec(), data: HostData::F32(data) }
+    HostTensor {
+        shape: shape.to_vec(),
+        data: HostData::F32(data),
+    }
 }
 
 /// Every op family's cases.
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(crate::ops::elementwise::selfcheck_cases());
+    v.extend(crate::ops::peak::selfcheck_cases());
     v
 }
 
@@ -66,5 +70,10 @@ pub fn run(gpu: &Arc<Gpu>, case: &Case) -> Result<Outcome> {
             _ => ok = false,
         }
     }
-    Ok(Outcome { name: case.name.clone(), max_abs, max_rel, ok })
+    Ok(Outcome {
+        name: case.name.clone(),
+        max_abs,
+        max_rel,
+        ok,
+    })
 }

@@ -10,11 +10,15 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 /// (name, source) of every kernel family.
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+    ("peak", include_str!("../shaders/peak.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).
 pub fn source(name: &str) -> Option<String> {
-    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| format!("{PRELUDE}\n{s}"))
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| format!("{PRELUDE}\n{s}"))
 }
 
 /// Parse and validate a shader with naga, as wgpu would; the error names the shader.
@@ -22,7 +26,11 @@ pub fn validate(name: &str) -> Result<naga::Module> {
     let src = source(name).ok_or_else(|| Error::Invalid(format!("unknown shader {name:?}")))?;
     let module = naga::front::wgsl::parse_str(&src)
         .map_err(|e| Error::Gpu(format!("shader {name}: {}", e.emit_to_string(&src))))?;
-    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
-    v.validate(&module).map_err(|e| Error::Gpu(format!("shader {name}: {}", e.emit_to_string(&src))))?;
+    let mut v = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    );
+    v.validate(&module)
+        .map_err(|e| Error::Gpu(format!("shader {name}: {}", e.emit_to_string(&src))))?;
     Ok(module)
 }

@@ -33,7 +33,10 @@ pub struct TensorDesc {
 
 impl TensorDesc {
     pub fn new(shape: &[usize], dtype: DType) -> Self {
-        TensorDesc { shape: shape.to_vec(), dtype }
+        TensorDesc {
+            shape: shape.to_vec(),
+            dtype,
+        }
     }
     pub fn f32(shape: &[usize]) -> Self {
         Self::new(shape, DType::F32)
@@ -69,14 +72,23 @@ pub struct HostTensor {
 impl HostTensor {
     pub fn f32(shape: &[usize], data: Vec<f32>) -> Result<Self> {
         check_len(shape, data.len())?;
-        Ok(HostTensor { shape: shape.to_vec(), data: HostData::F32(data) })
+        Ok(HostTensor {
+            shape: shape.to_vec(),
+            data: HostData::F32(data),
+        })
     }
     pub fn u32(shape: &[usize], data: Vec<u32>) -> Result<Self> {
         check_len(shape, data.len())?;
-        Ok(HostTensor { shape: shape.to_vec(), data: HostData::U32(data) })
+        Ok(HostTensor {
+            shape: shape.to_vec(),
+            data: HostData::U32(data),
+        })
     }
     pub fn zeros(shape: &[usize]) -> Self {
-        HostTensor { shape: shape.to_vec(), data: HostData::F32(vec![0.0; shape.iter().product()]) }
+        HostTensor {
+            shape: shape.to_vec(),
+            data: HostData::F32(vec![0.0; shape.iter().product()]),
+        }
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -94,25 +106,37 @@ impl HostTensor {
     pub fn as_f32(&self) -> Result<&[f32]> {
         match &self.data {
             HostData::F32(v) => Ok(v),
-            HostData::U32(_) => Err(Error::Graph(format!("expected f32 data, got u32 of shape {:?}", self.shape))),
+            HostData::U32(_) => Err(Error::Graph(format!(
+                "expected f32 data, got u32 of shape {:?}",
+                self.shape
+            ))),
         }
     }
     pub fn as_u32(&self) -> Result<&[u32]> {
         match &self.data {
             HostData::U32(v) => Ok(v),
-            HostData::F32(_) => Err(Error::Graph(format!("expected u32 data, got f32 of shape {:?}", self.shape))),
+            HostData::F32(_) => Err(Error::Graph(format!(
+                "expected u32 data, got f32 of shape {:?}",
+                self.shape
+            ))),
         }
     }
     pub fn into_f32(self) -> Result<Vec<f32>> {
         match self.data {
             HostData::F32(v) => Ok(v),
-            HostData::U32(_) => Err(Error::Graph(format!("expected f32 data, got u32 of shape {:?}", self.shape))),
+            HostData::U32(_) => Err(Error::Graph(format!(
+                "expected f32 data, got u32 of shape {:?}",
+                self.shape
+            ))),
         }
     }
     pub fn into_u32(self) -> Result<Vec<u32>> {
         match self.data {
             HostData::U32(v) => Ok(v),
-            HostData::F32(_) => Err(Error::Graph(format!("expected u32 data, got f32 of shape {:?}", self.shape))),
+            HostData::F32(_) => Err(Error::Graph(format!(
+                "expected u32 data, got f32 of shape {:?}",
+                self.shape
+            ))),
         }
     }
     pub fn reshape(mut self, shape: &[usize]) -> Result<Self> {
@@ -125,7 +149,9 @@ impl HostTensor {
 fn check_len(shape: &[usize], len: usize) -> Result<()> {
     let n: usize = shape.iter().product();
     if n != len {
-        return Err(Error::Graph(format!("shape {shape:?} holds {n} elements but {len} were given")));
+        return Err(Error::Graph(format!(
+            "shape {shape:?} holds {n} elements but {len} were given"
+        )));
     }
     Ok(())
 }

@@ -81,20 +81,32 @@ impl Op for Unary {
         format!("unary({:?})", self.kind)
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
-        let [x] = inputs else { return Err(Error::shape(self.name(), "takes one operand", &[])) };
+        let [x] = inputs else {
+            return Err(Error::shape(self.name(), "takes one operand", &[]));
+        };
         if x.dtype != DType::F32 {
             return Err(Error::shape(self.name(), "needs f32", &[&x.shape]));
         }
         let shape = self.out_shape.clone().unwrap_or_else(|| x.shape.clone());
         if shape.iter().product::<usize>() != x.numel() {
-            return Err(Error::shape(self.name(), format!("cannot reshape to {shape:?}"), &[&x.shape]));
+            return Err(Error::shape(
+                self.name(),
+                format!("cannot reshape to {shape:?}"),
+                &[&x.shape],
+            ));
         }
         Ok(vec![TensorDesc::f32(&shape)])
     }
     fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
         let x = inputs[0].as_f32()?;
-        let shape = self.out_shape.clone().unwrap_or_else(|| inputs[0].shape.clone());
-        Ok(vec![HostTensor::f32(&shape, x.iter().map(|v| self.kind.apply(*v)).collect())?])
+        let shape = self
+            .out_shape
+            .clone()
+            .unwrap_or_else(|| inputs[0].shape.clone());
+        Ok(vec![HostTensor::f32(
+            &shape,
+            x.iter().map(|v| self.kind.apply(*v)).collect(),
+        )?])
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
@@ -106,7 +118,12 @@ impl Op for Unary {
         };
         Ok(vec![Dispatch {
             kernel: Kernel::new("elementwise", "unary").with("OP", self.kind.code()),
-            params: params(&Params { n: n as u32, alpha, beta, ..Default::default() }),
+            params: params(&Params {
+                n: n as u32,
+                alpha,
+                beta,
+                ..Default::default()
+            }),
             binds: vec![Bind::read(0), Bind::write(0)],
             grid: [groups(n, WG), 1, 1],
         }])
@@ -176,7 +193,11 @@ pub fn broadcast_layout(a: &[usize], b: &[usize]) -> Option<(usize, usize)> {
         hi = off + j + 1;
     }
     let nb: usize = b.iter().product();
-    let inner: usize = if lo.is_none() { 1 } else { a[hi..].iter().product() };
+    let inner: usize = if lo.is_none() {
+        1
+    } else {
+        a[hi..].iter().product()
+    };
     Some((nb.max(1), inner.max(1)))
 }
 
@@ -185,9 +206,15 @@ impl Op for Binary {
         format!("binary({:?})", self.kind)
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
-        let [a, b] = inputs else { return Err(Error::shape(self.name(), "takes two operands", &[])) };
+        let [a, b] = inputs else {
+            return Err(Error::shape(self.name(), "takes two operands", &[]));
+        };
         if a.dtype != DType::F32 || b.dtype != DType::F32 {
-            return Err(Error::shape(self.name(), "needs f32 operands", &[&a.shape, &b.shape]));
+            return Err(Error::shape(
+                self.name(),
+                "needs f32 operands",
+                &[&a.shape, &b.shape],
+            ));
         }
         if broadcast_layout(&a.shape, &b.shape).is_none() {
             return Err(Error::shape(
@@ -200,18 +227,39 @@ impl Op for Binary {
     }
     fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
         let (a, b) = (inputs[0].as_f32()?, inputs[1].as_f32()?);
-        let (nb, inner) = broadcast_layout(&inputs[0].shape, &inputs[1].shape)
-            .ok_or_else(|| Error::shape(self.name(), "bad broadcast", &[&inputs[0].shape, &inputs[1].shape]))?;
-        let out = a.iter().enumerate().map(|(i, x)| self.kind.apply(*x, b[(i / inner) % nb])).collect();
+        let (nb, inner) =
+            broadcast_layout(&inputs[0].shape, &inputs[1].shape).ok_or_else(|| {
+                Error::shape(
+                    self.name(),
+                    "bad broadcast",
+                    &[&inputs[0].shape, &inputs[1].shape],
+                )
+            })?;
+        let out = a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| self.kind.apply(*x, b[(i / inner) % nb]))
+            .collect();
         Ok(vec![HostTensor::f32(&inputs[0].shape, out)?])
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
-        let (nb, inner) = broadcast_layout(&cx.input(0).shape, &cx.input(1).shape)
-            .ok_or_else(|| Error::shape(self.name(), "bad broadcast", &[&cx.input(0).shape, &cx.input(1).shape]))?;
+        let (nb, inner) =
+            broadcast_layout(&cx.input(0).shape, &cx.input(1).shape).ok_or_else(|| {
+                Error::shape(
+                    self.name(),
+                    "bad broadcast",
+                    &[&cx.input(0).shape, &cx.input(1).shape],
+                )
+            })?;
         Ok(vec![Dispatch {
             kernel: Kernel::new("elementwise", "binary").with("OP", self.kind.code()),
-            params: params(&Params { n: n as u32, nb: nb as u32, inner: inner as u32, ..Default::default() }),
+            params: params(&Params {
+                n: n as u32,
+                nb: nb as u32,
+                inner: inner as u32,
+                ..Default::default()
+            }),
             binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
             grid: [groups(n, WG), 1, 1],
         }])
@@ -227,9 +275,15 @@ impl Op for Transpose {
         "transpose".into()
     }
     fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
-        let [x] = inputs else { return Err(Error::shape("transpose", "takes one operand", &[])) };
+        let [x] = inputs else {
+            return Err(Error::shape("transpose", "takes one operand", &[]));
+        };
         if x.rank() < 2 || x.dtype != DType::F32 {
-            return Err(Error::shape("transpose", "needs an f32 tensor of rank >= 2", &[&x.shape]));
+            return Err(Error::shape(
+                "transpose",
+                "needs an f32 tensor of rank >= 2",
+                &[&x.shape],
+            ));
         }
         let mut s = x.shape.clone();
         let r = s.len();
@@ -261,7 +315,12 @@ impl Op for Transpose {
         let batch = cx.input(0).numel() / (rows * cols).max(1);
         Ok(vec![Dispatch {
             kernel: Kernel::new("elementwise", "transpose"),
-            params: params(&Params { nb: rows as u32, inner: cols as u32, batch: batch as u32, ..Default::default() }),
+            params: params(&Params {
+                nb: rows as u32,
+                inner: cols as u32,
+                batch: batch as u32,
+                ..Default::default()
+            }),
             binds: vec![Bind::read(0), Bind::write(0)],
             grid: [groups(cols, 16), groups(rows, 16), batch as u32],
         }])
@@ -270,7 +329,13 @@ impl Op for Transpose {
 
 impl Graph {
     pub fn unary(&mut self, x: TensorId, kind: UnaryKind) -> Result<TensorId> {
-        self.apply1(Unary { kind, out_shape: None }, &[x])
+        self.apply1(
+            Unary {
+                kind,
+                out_shape: None,
+            },
+            &[x],
+        )
     }
     pub fn gelu(&mut self, x: TensorId) -> Result<TensorId> {
         self.unary(x, UnaryKind::GeluErf)
@@ -289,7 +354,13 @@ impl Graph {
         if self.shape(x) == shape {
             return Ok(x);
         }
-        self.apply1(Unary { kind: UnaryKind::Copy, out_shape: Some(shape.to_vec()) }, &[x])
+        self.apply1(
+            Unary {
+                kind: UnaryKind::Copy,
+                out_shape: Some(shape.to_vec()),
+            },
+            &[x],
+        )
     }
     pub fn binary(&mut self, a: TensorId, b: TensorId, kind: BinaryKind) -> Result<TensorId> {
         self.apply1(Binary { kind }, &[a, b])
@@ -318,9 +389,41 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
     let x = pseudo_random(&[3, 300], 1, 4.0);
     let b = pseudo_random(&[300], 2, 1.0);
     vec![
-        Case { name: "gelu_erf [3,300]".into(), op: Arc::new(Unary { kind: UnaryKind::GeluErf, out_shape: None }), inputs: vec![x.clone()], atol: 1e-6, rtol: 1e-5 },
-        Case { name: "gelu_tanh [3,300]".into(), op: Arc::new(Unary { kind: UnaryKind::GeluTanh, out_shape: None }), inputs: vec![x.clone()], atol: 1e-6, rtol: 1e-5 },
-        Case { name: "geglu [3,300]x[300]".into(), op: Arc::new(Binary { kind: BinaryKind::Geglu }), inputs: vec![x.clone(), b], atol: 1e-6, rtol: 1e-5 },
-        Case { name: "transpose [3,300]".into(), op: Arc::new(Transpose), inputs: vec![x], atol: 0.0, rtol: 0.0 },
+        Case {
+            name: "gelu_erf [3,300]".into(),
+            op: Arc::new(Unary {
+                kind: UnaryKind::GeluErf,
+                out_shape: None,
+            }),
+            inputs: vec![x.clone()],
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+        Case {
+            name: "gelu_tanh [3,300]".into(),
+            op: Arc::new(Unary {
+                kind: UnaryKind::GeluTanh,
+                out_shape: None,
+            }),
+            inputs: vec![x.clone()],
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+        Case {
+            name: "geglu [3,300]x[300]".into(),
+            op: Arc::new(Binary {
+                kind: BinaryKind::Geglu,
+            }),
+            inputs: vec![x.clone(), b],
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+        Case {
+            name: "transpose [3,300]".into(),
+            op: Arc::new(Transpose),
+            inputs: vec![x],
+            atol: 0.0,
+            rtol: 0.0,
+        },
     ]
 }

@@ -17,6 +17,7 @@ use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
 pub mod elementwise;
+pub mod peak;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,20 +38,40 @@ pub struct Bind {
 
 impl Bind {
     pub fn read(i: usize) -> Self {
-        Bind { slot: Slot::Input(i), chunk: 0, access: Access::Read }
+        Bind {
+            slot: Slot::Input(i),
+            chunk: 0,
+            access: Access::Read,
+        }
     }
     pub fn read_chunk(i: usize, chunk: usize) -> Self {
-        Bind { slot: Slot::Input(i), chunk, access: Access::Read }
+        Bind {
+            slot: Slot::Input(i),
+            chunk,
+            access: Access::Read,
+        }
     }
     pub fn write(o: usize) -> Self {
-        Bind { slot: Slot::Output(o), chunk: 0, access: Access::ReadWrite }
+        Bind {
+            slot: Slot::Output(o),
+            chunk: 0,
+            access: Access::ReadWrite,
+        }
     }
     pub fn scratch(s: usize) -> Self {
-        Bind { slot: Slot::Scratch(s), chunk: 0, access: Access::ReadWrite }
+        Bind {
+            slot: Slot::Scratch(s),
+            chunk: 0,
+            access: Access::ReadWrite,
+        }
     }
     /// An input the op updates in place (optimizer state, parameters).
     pub fn update(i: usize) -> Self {
-        Bind { slot: Slot::Input(i), chunk: 0, access: Access::ReadWrite }
+        Bind {
+            slot: Slot::Input(i),
+            chunk: 0,
+            access: Access::ReadWrite,
+        }
     }
 }
 
@@ -65,7 +86,11 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn new(shader: &'static str, entry: &'static str) -> Self {
-        Kernel { shader, entry, constants: Vec::new() }
+        Kernel {
+            shader,
+            entry,
+            constants: Vec::new(),
+        }
     }
     pub fn with(mut self, name: &'static str, value: f64) -> Self {
         self.constants.push((name, value));

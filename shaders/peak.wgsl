@@ -1,0 +1,42 @@
+// Ceiling probes for `unitok bench`: a pure-FMA kernel (no memory traffic in the loop) for the
+// adapter's arithmetic ceiling, and a vec4 copy for its memory bandwidth.
+
+struct Params {
+    n: u32,      // invocations (fma) / vec4 elements (copy)
+    iters: u32,  // FMA loop trips
+    _p0: u32,
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+
+// 8 independent vec4 chains so the FMA units are never waiting on one dependency.
+@compute @workgroup_size(256)
+fn fma_peak(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * 256u + li;
+    if (i >= p.n) { return; }
+    let s = f32(i % 1024u) * 0.0009765625;
+    var a0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);
+    var a1 = a0 + 0.01; var a2 = a0 + 0.02; var a3 = a0 + 0.03;
+    var a4 = a0 + 0.04; var a5 = a0 + 0.05; var a6 = a0 + 0.06; var a7 = a0 + 0.07;
+    let m = vec4<f32>(0.999);
+    let c = vec4<f32>(0.001);
+    for (var k = 0u; k < p.iters; k = k + 1u) {
+        a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
+        a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+    }
+    let t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    out[i] = t.x + t.y + t.z + t.w;
+}
+
+@group(0) @binding(0) var<uniform> pc: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn copy_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * 256u + li;
+    if (i >= pc.n) { return; }
+    dst[i] = src[i];
+}

@@ -4,3 +4,5 @@ mod common;
 mod elementwise;
 mod executor;
 mod naga;
+mod norm;
+mod reduce;

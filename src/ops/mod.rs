@@ -17,6 +17,8 @@ use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
 pub mod elementwise;
+pub mod norm;
+pub mod reduce;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 mod common;
 mod elementwise;
 mod executor;
+mod gather;
 mod naga;
 mod norm;
 mod reduce;

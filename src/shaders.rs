@@ -12,6 +12,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
+    ("gather", include_str!("../shaders/gather.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

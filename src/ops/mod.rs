@@ -17,6 +17,7 @@ use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
 pub mod elementwise;
+pub mod gather;
 pub mod norm;
 pub mod reduce;
 

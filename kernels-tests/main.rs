@@ -4,6 +4,7 @@ mod common;
 mod elementwise;
 mod executor;
 mod gather;
+mod mcq;
 mod naga;
 mod norm;
 mod reduce;

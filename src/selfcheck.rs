@@ -47,6 +47,7 @@ pub fn cases() -> Vec<Case> {
     v.extend(crate::ops::norm::selfcheck_cases());
     v.extend(crate::ops::reduce::selfcheck_cases());
     v.extend(crate::ops::gather::selfcheck_cases());
+    v.extend(crate::ops::mcq::selfcheck_cases());
     v
 }
 

@@ -13,6 +13,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("norm", include_str!("../shaders/norm.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("gather", include_str!("../shaders/gather.wgsl")),
+    ("mcq", include_str!("../shaders/mcq.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

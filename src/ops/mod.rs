@@ -18,6 +18,7 @@ use std::fmt::Debug;
 
 pub mod elementwise;
 pub mod gather;
+pub mod mcq;
 pub mod norm;
 pub mod reduce;
 

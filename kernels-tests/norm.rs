@@ -88,7 +88,15 @@ fn layer_norm2d_pixels_channels_batches() {
 #[test]
 fn layer_norm2d_many_channels_and_many_pixels() {
     // Long channel loop with few pixels (SPLIT = 64), and many pixels (SPLIT = 4, 64 a tile).
-    for shape in [[2usize, 300, 3, 5], [2, 32, 64, 65], [1, 1024, 4, 4]] {
+    for shape in [
+        [2usize, 300, 3, 5],
+        [2, 32, 64, 65],
+        [1, 1024, 4, 4],
+        [1, 255, 1, 7],
+        [2, 256, 2, 5],
+        [1, 257, 3, 3],
+        [1, 1000, 2, 2],
+    ] {
         let x = rand_scaled(&shape, shape[1] as u64, 2.0);
         let (g, b) = affine(shape[1], 3);
         check(LayerNorm2d { eps: 1e-6 }, &[&x, &g, &b], 2e-5, 2e-5);
@@ -99,6 +107,9 @@ fn layer_norm2d_many_channels_and_many_pixels() {
 fn l2_norm_chunks_sizes() {
     for (chunk, c, rows) in [
         (1, 5, 3),
+        (7, 14, 5),
+        (256, 512, 3),
+        (257, 257, 3),
         (4, 64, 7),
         (8, 64, 129),
         (8, 8, 300),

@@ -61,6 +61,25 @@ fn mean_rows_and_columns_at_tile_edges() {
 }
 
 #[test]
+fn mean_reduced_lengths() {
+    // Every reduced length over the last axis (rows kernel) and a middle axis (cols kernel).
+    for a in [1, 7, 8, 255, 256, 257, 1000] {
+        check(
+            Mean { axis: 1 },
+            &[&rand_tensor(&[3, a], a as u64)],
+            1e-6,
+            1e-5,
+        );
+        check(
+            Mean { axis: 1 },
+            &[&rand_tensor(&[2, a, 5], a as u64 + 1)],
+            1e-6,
+            1e-5,
+        );
+    }
+}
+
+#[test]
 fn mean_odd_shapes() {
     for (shape, axis) in [
         (vec![300], 0),

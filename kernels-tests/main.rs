@@ -3,5 +3,9 @@
 mod common;
 mod elementwise;
 mod executor;
+mod gather;
+mod mcq;
 mod naga;
 mod peak;
+mod norm;
+mod reduce;

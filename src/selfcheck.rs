@@ -48,6 +48,10 @@ pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(crate::ops::elementwise::selfcheck_cases());
     v.extend(crate::ops::peak::selfcheck_cases());
+    v.extend(crate::ops::norm::selfcheck_cases());
+    v.extend(crate::ops::reduce::selfcheck_cases());
+    v.extend(crate::ops::gather::selfcheck_cases());
+    v.extend(crate::ops::mcq::selfcheck_cases());
     v
 }
 

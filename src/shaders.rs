@@ -11,6 +11,10 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
+    ("norm", include_str!("../shaders/norm.wgsl")),
+    ("reduce", include_str!("../shaders/reduce.wgsl")),
+    ("gather", include_str!("../shaders/gather.wgsl")),
+    ("mcq", include_str!("../shaders/mcq.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

@@ -18,6 +18,10 @@ use std::fmt::Debug;
 
 pub mod elementwise;
 pub mod peak;
+pub mod gather;
+pub mod mcq;
+pub mod norm;
+pub mod reduce;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,300 @@
+//! UniTok's multi-codebook quantiser (MCQ): the fused cosine argmax and the code lookup.
+//!
+//! `McqArgmax`: z [..., G·d] raw features (not normalised) and codebooks [G, K, d] raw rows.
+//! For each token and sub-codebook g: ẑ = normalize(z[.., g·d .. g·d + d]), each code row
+//! ŵ_j = w_j / max(‖w_j‖₂, 1e-12) (PyTorch's `F.normalize`), index = argmax_j ⟨ẑ, ŵ_j⟩ with the
+//! lowest index winning ties (as `torch.argmax`). Outputs: indices U32 [..., G] and the unit
+//! codes f32 [..., G·d] (ŵ_index concatenated over g). One fused pass streams code tiles
+//! through workgroup memory; no N×K similarity matrix exists anywhere.
+//!
+//! `McqLookup`: codebooks [G, K, d] and indices U32 [..., G] → unit codes [..., G·d] (the
+//! decode path from saved codes). An index ≥ K yields a zero vector and is never read.
+//!
+//! Layout note: UniTok's `f_to_idx` returns (B, G, L); here indices are token-major [B·L, G]
+//! (or [B, L, G]); a transpose converts between the two.
+//!
+//! CPU reference: everything in f32, in the order PyTorch's definition gives: a norm is the
+//! square root of the sum of squares taken in index order, normalisation is x / max(norm, eps),
+//! a dot product is summed in index order, and argmax keeps the first maximum. NaN inputs give
+//! an unspecified (but in-range) index.
+
+use super::norm::arity_err;
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+use crate::tensor::{DType, HostTensor, TensorDesc};
+
+/// `F.normalize`'s eps.
+pub const MCQ_EPS: f32 = 1e-12;
+/// The widest code row the kernel holds in registers.
+pub const MAX_CODE_DIM: usize = 32;
+/// Floats of one code tile in workgroup memory (must match TILE_F in mcq.wgsl).
+const TILE_F: usize = 2048;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    n: u32,
+    g: u32,
+    k: u32,
+    d: u32,
+    tk: u32,
+    ntiles: u32,
+    eps: f32,
+    _p: u32,
+}
+
+/// v / max(‖v‖₂, eps) in f32, the sum of squares in index order.
+pub fn normalize_f32(v: &[f32], eps: f32) -> Vec<f32> {
+    let mut ss = 0.0f32;
+    for x in v {
+        ss += x * x;
+    }
+    let den = ss.sqrt().max(eps);
+    v.iter().map(|x| x / den).collect()
+}
+
+/// ⟨a, b⟩ in f32, summed in index order.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        acc += x * y;
+    }
+    acc
+}
+
+/// (G, K, d) of a codebooks tensor after checking it.
+fn codebook_dims(op: &str, cb: &TensorDesc, other: &TensorDesc) -> Result<(usize, usize, usize)> {
+    if cb.dtype != DType::F32 || cb.rank() != 3 {
+        return Err(Error::shape(
+            op,
+            "codebooks must be f32 [G, K, d]",
+            &[&other.shape, &cb.shape],
+        ));
+    }
+    let (g, k, d) = (cb.shape[0], cb.shape[1], cb.shape[2]);
+    if g == 0 || k == 0 || d == 0 {
+        return Err(Error::shape(
+            op,
+            "empty codebooks are not supported",
+            &[&other.shape, &cb.shape],
+        ));
+    }
+    if d > MAX_CODE_DIM {
+        return Err(Error::shape(
+            op,
+            format!("code width d = {d} exceeds the supported {MAX_CODE_DIM}"),
+            &[&other.shape, &cb.shape],
+        ));
+    }
+    if k > u32::MAX as usize / 2 {
+        return Err(Error::shape(
+            op,
+            "too many codes",
+            &[&other.shape, &cb.shape],
+        ));
+    }
+    Ok((g, k, d))
+}
+
+/// Cosine argmax over each sub-codebook. Inputs: z [..., G·d], codebooks [G, K, d].
+/// Outputs: indices U32 [..., G], unit codes f32 [..., G·d].
+#[derive(Clone, Debug)]
+pub struct McqArgmax;
+
+impl Op for McqArgmax {
+    fn name(&self) -> String {
+        "mcq_argmax".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [z, cb] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 2));
+        };
+        let (g, _, d) = codebook_dims(&self.name(), cb, z)?;
+        if z.dtype != DType::F32 || z.rank() < 1 || z.last() != g * d || z.numel() == 0 {
+            return Err(Error::shape(
+                self.name(),
+                format!(
+                    "z must be non-empty f32 [..., G·d] = [..., {}] for codebooks [G, K, d]",
+                    g * d
+                ),
+                &[&z.shape, &cb.shape],
+            ));
+        }
+        let mut ishape = z.shape.clone();
+        if let Some(l) = ishape.last_mut() {
+            *l = g;
+        }
+        Ok(vec![
+            TensorDesc::new(&ishape, DType::U32),
+            TensorDesc::f32(&z.shape),
+        ])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (z, cb) = (inputs[0].as_f32()?, inputs[1].as_f32()?);
+        let (g, k, d) = (inputs[1].shape[0], inputs[1].shape[1], inputs[1].shape[2]);
+        let n = z.len() / (g * d);
+        let unit: Vec<Vec<f32>> = cb.chunks(d).map(|w| normalize_f32(w, MCQ_EPS)).collect();
+        let mut idx = vec![0u32; n * g];
+        let mut codes = vec![0.0f32; n * g * d];
+        for t in 0..n {
+            for gi in 0..g {
+                let zh = normalize_f32(&z[(t * g + gi) * d..(t * g + gi + 1) * d], MCQ_EPS);
+                let (mut best, mut bidx) = (f32::NEG_INFINITY, 0usize);
+                for j in 0..k {
+                    let s = dot_f32(&zh, &unit[gi * k + j]);
+                    if s > best {
+                        best = s;
+                        bidx = j;
+                    }
+                }
+                idx[t * g + gi] = bidx as u32;
+                codes[(t * g + gi) * d..(t * g + gi + 1) * d].copy_from_slice(&unit[gi * k + bidx]);
+            }
+        }
+        let mut ishape = inputs[0].shape.clone();
+        if let Some(l) = ishape.last_mut() {
+            *l = g;
+        }
+        Ok(vec![
+            HostTensor::u32(&ishape, idx)?,
+            HostTensor::f32(&inputs[0].shape, codes)?,
+        ])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let cb = &cx.input(1).shape;
+        let (g, k, d) = (cb[0], cb[1], cb[2]);
+        let n = cx.input(0).numel() / (g * d);
+        // Small problems: fewer tokens per workgroup and more invocations per token, so the
+        // grid still fills the device.
+        let tn = if n.div_ceil(64) * g >= 256 { 64 } else { 16 };
+        let ntiles = n.div_ceil(tn);
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("mcq", "mcq_argmax").with("TN", tn as f64),
+            params: params(&Params {
+                n: n as u32,
+                g: g as u32,
+                k: k as u32,
+                d: d as u32,
+                tk: (TILE_F / d) as u32,
+                ntiles: ntiles as u32,
+                eps: MCQ_EPS,
+                _p: 0,
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0), Bind::write(1)],
+            grid: [(ntiles * g) as u32, 1, 1],
+        }])
+    }
+}
+
+/// Unit code vectors from indices. Inputs: codebooks [G, K, d], indices U32 [..., G].
+/// Output: f32 [..., G·d]; an index ≥ K gives zeros.
+#[derive(Clone, Debug)]
+pub struct McqLookup;
+
+impl Op for McqLookup {
+    fn name(&self) -> String {
+        "mcq_lookup".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [cb, idx] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 2));
+        };
+        let (g, _, d) = codebook_dims(&self.name(), cb, idx)?;
+        if idx.dtype != DType::U32 || idx.rank() < 1 || idx.last() != g || idx.numel() == 0 {
+            return Err(Error::shape(
+                self.name(),
+                format!(
+                    "indices must be non-empty U32 [..., G] = [..., {g}] for codebooks [G, K, d]"
+                ),
+                &[&cb.shape, &idx.shape],
+            ));
+        }
+        let mut shape = idx.shape.clone();
+        if let Some(l) = shape.last_mut() {
+            *l = g * d;
+        }
+        Ok(vec![TensorDesc::f32(&shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (cb, idx) = (inputs[0].as_f32()?, inputs[1].as_u32()?);
+        let (g, k, d) = (inputs[0].shape[0], inputs[0].shape[1], inputs[0].shape[2]);
+        let mut out = vec![0.0f32; idx.len() * d];
+        for (i, &ix) in idx.iter().enumerate() {
+            let gi = i % g;
+            if (ix as usize) < k {
+                let row = (gi * k + ix as usize) * d;
+                out[i * d..(i + 1) * d].copy_from_slice(&normalize_f32(&cb[row..row + d], MCQ_EPS));
+            }
+        }
+        let mut shape = inputs[1].shape.clone();
+        if let Some(l) = shape.last_mut() {
+            *l = g * d;
+        }
+        Ok(vec![HostTensor::f32(&shape, out)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let cb = &cx.input(0).shape;
+        let (g, k, d) = (cb[0], cb[1], cb[2]);
+        let n = cx.input(1).numel() / g;
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("mcq", "mcq_lookup"),
+            params: params(&Params {
+                n: n as u32,
+                g: g as u32,
+                k: k as u32,
+                d: d as u32,
+                eps: MCQ_EPS,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+            grid: [groups(n * g, 256), 1, 1],
+        }])
+    }
+}
+
+impl Graph {
+    /// Multi-codebook cosine argmax: z [..., G·d], codebooks [G, K, d] →
+    /// (indices U32 [..., G], unit codes f32 [..., G·d]).
+    pub fn mcq_argmax(&mut self, z: TensorId, codebooks: TensorId) -> Result<(TensorId, TensorId)> {
+        match self.apply(McqArgmax, &[z, codebooks])?.as_slice() {
+            [i, c] => Ok((*i, *c)),
+            other => Err(Error::Graph(format!(
+                "mcq_argmax: expected two outputs, got {}",
+                other.len()
+            ))),
+        }
+    }
+    /// Unit codes for saved indices: codebooks [G, K, d], indices U32 [..., G] → [..., G·d].
+    pub fn mcq_lookup(&mut self, codebooks: TensorId, indices: TensorId) -> Result<TensorId> {
+        self.apply1(McqLookup, &[codebooks, indices])
+    }
+}
+
+pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
+    use crate::selfcheck::{pseudo_random, Case};
+    use crate::tensor::HostData;
+    use std::sync::Arc;
+    let z = pseudo_random(&[37, 16], 41, 1.0);
+    let cb = pseudo_random(&[2, 300, 8], 42, 0.01);
+    let idx = HostTensor {
+        shape: vec![3, 2],
+        data: HostData::U32(vec![0, 299, 5, 300, 17, 123]),
+    };
+    vec![
+        Case {
+            name: "mcq_argmax [37,16] x [2,300,8]".into(),
+            op: Arc::new(McqArgmax),
+            inputs: vec![z, cb.clone()],
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+        Case {
+            name: "mcq_lookup [2,300,8] [3,2]".into(),
+            op: Arc::new(McqLookup),
+            inputs: vec![cb, idx],
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+    ]
+}

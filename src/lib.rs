@@ -5,6 +5,7 @@
 //! (recording, memory planning, one-submission execution), `shaders` (the WGSL library).
 //! See ARCHITECTURE.md for the path data takes.
 
+pub mod config;
 pub mod device;
 pub mod error;
 pub mod graph;
@@ -13,6 +14,7 @@ pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
 
+pub use config::UnitokConfig;
 pub use device::Gpu;
 pub use error::{Error, Result};
 pub use graph::{Graph, Plan, TensorId};

@@ -9,6 +9,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod graph;
+pub mod io;
 pub mod ops;
 pub mod selfcheck;
 pub mod shaders;

@@ -3,6 +3,8 @@
 //! Layers, bottom up: `device` (adapter, limits, pipelines, buffer pool), `tensor` (shapes and
 //! host data), `ops` (one file per op family: CPU reference + kernel dispatches), `graph`
 //! (recording, memory planning, one-submission execution), `shaders` (the WGSL library).
+//! Host side: `config` (every architecture knob), `io` (checkpoints, weights, .npy, images),
+//! `text` (the CLIP tokenizer).
 //! See ARCHITECTURE.md for the path data takes.
 
 pub mod config;
@@ -14,6 +16,7 @@ pub mod ops;
 pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
+pub mod text;
 
 pub use config::UnitokConfig;
 pub use device::Gpu;

@@ -211,7 +211,7 @@ fn pth_errors_are_clear() {
             d
         })
     });
-    let e = pth::read_pth(&p).err().expect("must fail").to_string();
+    let e = pth::read_pth(&p).expect_err("must fail").to_string();
     assert!(e.contains("data/3") && e.contains("bytes"), "{e}");
 
     // An unsupported storage dtype.

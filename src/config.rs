@@ -371,7 +371,7 @@ impl UnitokConfig {
             format!("vq_beta = {} must be finite", self.vq_beta),
         );
         need(
-            self.img_size % DOWNSAMPLE == 0,
+            self.img_size.is_multiple_of(DOWNSAMPLE),
             format!(
                 "img_size = {} must be divisible by {DOWNSAMPLE}",
                 self.img_size
@@ -379,14 +379,14 @@ impl UnitokConfig {
         );
         if self.num_codebooks > 0 {
             need(
-                self.vocab_size % self.num_codebooks == 0,
+                self.vocab_size.is_multiple_of(self.num_codebooks),
                 format!(
                     "vocab_size = {} (total over codebooks) must be divisible by num_codebooks = {}",
                     self.vocab_size, self.num_codebooks
                 ),
             );
             need(
-                self.vocab_width % self.num_codebooks == 0,
+                self.vocab_width.is_multiple_of(self.num_codebooks),
                 format!(
                     "vocab_width = {} (total over codebooks) must be divisible by num_codebooks = {}",
                     self.vocab_width, self.num_codebooks
@@ -395,7 +395,7 @@ impl UnitokConfig {
         }
         if self.vocab_width > 0 {
             need(
-                self.vit_width % self.vocab_width == 0,
+                self.vit_width.is_multiple_of(self.vocab_width),
                 format!(
                     "vocab_width = {} must divide vit_width = {}",
                     self.vocab_width, self.vit_width
@@ -412,7 +412,7 @@ impl UnitokConfig {
         );
         if self.vit_heads > 0 {
             need(
-                self.vit_width % self.vit_heads == 0,
+                self.vit_width.is_multiple_of(self.vit_heads),
                 format!(
                     "vit_heads = {} must divide vit_width = {}",
                     self.vit_heads, self.vit_width
@@ -421,7 +421,7 @@ impl UnitokConfig {
         }
         if self.text_heads > 0 {
             need(
-                self.text_width % self.text_heads == 0,
+                self.text_width.is_multiple_of(self.text_heads),
                 format!(
                     "text_heads = {} must divide text_width = {}",
                     self.text_heads, self.text_width
@@ -510,7 +510,7 @@ impl UnitokConfig {
     }
     /// Token grid side for an input side (`img / 16`); an error if not divisible.
     pub fn grid_for(&self, img: usize) -> Result<usize> {
-        if img == 0 || img % DOWNSAMPLE != 0 {
+        if img == 0 || !img.is_multiple_of(DOWNSAMPLE) {
             return Err(Error::Invalid(format!(
                 "image side {img} must be a positive multiple of {DOWNSAMPLE}"
             )));

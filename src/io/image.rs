@@ -93,7 +93,7 @@ pub fn resize_shorter(img: &RgbImage, size: usize) -> Result<RgbImage> {
 pub fn center_crop_offset(len: usize, crop: usize) -> usize {
     let d = len - crop;
     let half = d / 2;
-    if d % 2 == 0 || half % 2 == 0 {
+    if d.is_multiple_of(2) || half.is_multiple_of(2) {
         half
     } else {
         half + 1

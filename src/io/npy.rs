@@ -51,7 +51,7 @@ impl NpyArray {
             NpyData::U8(v) => Ok(v.iter().map(|&x| x as i64).collect()),
             other => Err(Error::format(
                 path,
-                format!("expected an integer array, found {}", kind(&other)),
+                format!("expected an integer array, found {}", kind(other)),
             )),
         }
     }

@@ -720,7 +720,7 @@ impl<'a> Unpickler<'a> {
     }
 
     fn set_items(&mut self, target: &Val, kv: Vec<Val>) -> Result<()> {
-        if kv.len() % 2 != 0 {
+        if !kv.len().is_multiple_of(2) {
             return Err(self.err("malformed pickle: odd number of items for SETITEMS"));
         }
         let mut it = kv.into_iter();

@@ -5,6 +5,7 @@ mod elementwise;
 mod executor;
 mod gather;
 mod mcq;
+mod io;
 mod naga;
 mod peak;
 mod norm;

@@ -3,17 +3,23 @@
 //! Layers, bottom up: `device` (adapter, limits, pipelines, buffer pool), `tensor` (shapes and
 //! host data), `ops` (one file per op family: CPU reference + kernel dispatches), `graph`
 //! (recording, memory planning, one-submission execution), `shaders` (the WGSL library).
+//! Host side: `config` (every architecture knob), `io` (checkpoints, weights, .npy, images),
+//! `text` (the CLIP tokenizer).
 //! See ARCHITECTURE.md for the path data takes.
 
 pub mod bench;
+pub mod config;
 pub mod device;
 pub mod error;
 pub mod graph;
+pub mod io;
 pub mod ops;
 pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
+pub mod text;
 
+pub use config::UnitokConfig;
 pub use device::Gpu;
 pub use error::{Error, Result};
 pub use graph::{Graph, Plan, TensorId};

@@ -10,6 +10,8 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 /// (name, source) of every kernel family.
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+    ("conv2d", include_str!("../shaders/conv2d.wgsl")),
+    ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
+pub mod conv;
 pub mod elementwise;
 
 /// Which tensor of the op a binding refers to.

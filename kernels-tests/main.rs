@@ -5,3 +5,4 @@ mod conv;
 mod elementwise;
 mod executor;
 mod naga;
+mod pool;

@@ -45,6 +45,7 @@ pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(crate::ops::elementwise::selfcheck_cases());
     v.extend(crate::ops::conv::selfcheck_cases());
+    v.extend(crate::ops::pool::selfcheck_cases());
     v
 }
 

@@ -12,6 +12,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("conv2d", include_str!("../shaders/conv2d.wgsl")),
     ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
+    ("pool", include_str!("../shaders/pool.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

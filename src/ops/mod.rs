@@ -18,6 +18,7 @@ use std::fmt::Debug;
 
 pub mod conv;
 pub mod elementwise;
+pub mod pool;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Kernel and executor tests: every kernel against its CPU reference on the default adapter.
 
 mod common;
+mod conv;
 mod elementwise;
 mod executor;
 mod gather;
@@ -10,3 +11,4 @@ mod naga;
 mod peak;
 mod norm;
 mod reduce;
+mod pool;

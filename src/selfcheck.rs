@@ -52,6 +52,8 @@ pub fn cases() -> Vec<Case> {
     v.extend(crate::ops::reduce::selfcheck_cases());
     v.extend(crate::ops::gather::selfcheck_cases());
     v.extend(crate::ops::mcq::selfcheck_cases());
+    v.extend(crate::ops::conv::selfcheck_cases());
+    v.extend(crate::ops::pool::selfcheck_cases());
     v
 }
 

@@ -15,6 +15,9 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("gather", include_str!("../shaders/gather.wgsl")),
     ("mcq", include_str!("../shaders/mcq.wgsl")),
+    ("conv2d", include_str!("../shaders/conv2d.wgsl")),
+    ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
+    ("pool", include_str!("../shaders/pool.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

@@ -16,12 +16,14 @@ use crate::error::Result;
 use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
+pub mod conv;
 pub mod elementwise;
 pub mod peak;
 pub mod gather;
 pub mod mcq;
 pub mod norm;
 pub mod reduce;
+pub mod pool;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,6 +15,8 @@ import collections
 import io
 import pickle
 import struct
+import sys
+import types
 import zipfile
 
 import numpy as np
@@ -71,6 +73,30 @@ class _Tensor:
                 (self.storage, 0, self.shape, stride, False, collections.OrderedDict()))
 
 
+class _fake_torch_modules:
+    """The pickler checks that a GLOBAL resolves to the very object being pickled, so the
+    stand-ins are exposed as ``torch`` / ``torch._utils`` while dumping (restored afterwards)."""
+
+    def __enter__(self):
+        self.saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
+        torch = types.ModuleType("torch")
+        utils = types.ModuleType("torch._utils")
+        torch._utils = utils
+        torch.FloatStorage = _FLOAT_STORAGE
+        for name, cls in _TORCH_DTYPES.items():
+            setattr(torch, name, cls)
+        utils._rebuild_tensor_v2 = _REBUILD_TENSOR_V2
+        sys.modules["torch"] = torch
+        sys.modules["torch._utils"] = utils
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
 class _Pickler(pickle.Pickler):
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
@@ -88,14 +114,15 @@ def save_checkpoint(path, obj_builder, folder):
     storages = []
 
     def tensor(array):
-        a = np.ascontiguousarray(np.asarray(array, dtype="<f4"))
+        a = np.array(array, dtype="<f4", order="C")  # (ascontiguousarray would make 0-d 1-d)
         st = _Storage(str(len(storages)), a)
         storages.append(st)
         return _Tensor(st, a.shape)
 
     obj = obj_builder(tensor)
     buf = io.BytesIO()
-    _Pickler(buf, protocol=2).dump(obj)
+    with _fake_torch_modules():
+        _Pickler(buf, protocol=2).dump(obj)
     records = [("data.pkl", buf.getvalue()), ("byteorder", b"little")]
     # torch writes storages sorted by key as strings
     for st in sorted(storages, key=lambda s: s.key):

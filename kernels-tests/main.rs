@@ -3,4 +3,5 @@
 mod common;
 mod elementwise;
 mod executor;
+mod matmul;
 mod naga;

@@ -44,6 +44,7 @@ pub fn pseudo_random(shape: &[usize], seed: u64, scale: f32) -> HostTensor {
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(crate::ops::elementwise::selfcheck_cases());
+    v.extend(crate::ops::matmul::selfcheck_cases());
     v
 }
 

@@ -10,6 +10,7 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 /// (name, source) of every kernel family.
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+    ("matmul", include_str!("../shaders/matmul.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

@@ -17,6 +17,7 @@ use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
 pub mod elementwise;
+pub mod matmul;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

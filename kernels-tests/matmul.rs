@@ -1,12 +1,13 @@
 //! Matmul and linear against the CPU reference: every transpose combination on shapes at,
 //! one short of and one past each tile edge (8 rows, 64/256 columns, 4 k), batches with a
 //! batched or a shared b, bias, alpha, the `linear` builder, a weight larger than one storage
-//! binding (row chunks), shape errors, and the variant choice itself.
+//! binding (row chunks), shape errors, and the variant choice itself. Every numeric case runs
+//! the subgroup kernel (where the adapter has subgroups) and the portable kernels.
 
 use crate::common::*;
 use std::collections::HashMap;
 use unitok::graph::run_op_cpu;
-use unitok::ops::matmul::{Matmul, TM};
+use unitok::ops::matmul::{Matmul, TM, TM_SG};
 use unitok::ops::{EncodeCx, Op, RowChunk, Storage};
 use unitok::{DType, Graph, HostTensor, TensorDesc};
 
@@ -50,10 +51,11 @@ fn check(
     let b = rand_tensor(&sb, seed + 1);
     let c = rand_tensor(&[n], seed + 2);
     let (atol, rtol) = tol(k);
-    if bias {
-        check_op(op, &[&a, &b, &c], atol, rtol);
-    } else {
-        check_op(op, &[&a, &b], atol, rtol);
+    let ins: Vec<&HostTensor> = if bias { vec![&a, &b, &c] } else { vec![&a, &b] };
+    // The subgroup kernel (where the adapter has one) and the portable kernels.
+    check_op(op.clone(), &ins, atol, rtol);
+    if gpu().caps.subgroups {
+        check_op(op.without_subgroups(), &ins, atol, rtol);
     }
 }
 
@@ -62,7 +64,11 @@ const COMBOS: [(bool, bool); 4] = [(false, false), (false, true), (true, false),
 #[test]
 fn rows_around_the_tile_edge() {
     for (ta, tb) in COMBOS {
-        for m in edge_sizes(TM).into_iter().chain([12]) {
+        for m in edge_sizes(TM)
+            .into_iter()
+            .chain(edge_sizes(TM_SG))
+            .chain([12])
+        {
             // k = 20 and n = 64: the vec4 kernel; k = 19: the scalar kernel.
             check(Matmul::new(ta, tb), &[], false, m, 20, 64, false, m as u64);
             check(
@@ -180,11 +186,19 @@ fn empty_inner_dim_gives_bias() {
 }
 
 /// Which kernel `encode` picks: the tile-fit variant without bounds checks exactly when the
-/// shape fills whole tiles, vec4 loads when the strides allow, scalar otherwise.
+/// shape fills whole tiles, vec4 loads when the strides allow, scalar otherwise, and the
+/// subgroup kernel only where the adapter has subgroups of at least 8 lanes.
 #[test]
 fn variant_selection() {
     let gpu = gpu();
-    let pick = |op: Matmul, a: &[usize], b: &[usize]| {
+    let mut no_sg = gpu.caps.clone();
+    no_sg.subgroups = false;
+    let mut sg = gpu.caps.clone();
+    sg.subgroups = true;
+    sg.subgroup_min = 8;
+    let mut small_sg = sg.clone();
+    small_sg.subgroup_min = 4;
+    let pick = |caps: &unitok::device::Caps, op: Matmul, a: &[usize], b: &[usize]| {
         let inputs = [a, b].map(|s| Storage {
             desc: TensorDesc::f32(s),
             chunks: vec![RowChunk {
@@ -197,7 +211,7 @@ fn variant_selection() {
             inputs: &inputs,
             outputs: &out,
             scratch: &[],
-            caps: &gpu.caps,
+            caps,
         };
         let d = op.encode(&cx).unwrap();
         assert_eq!(d.len(), 1);
@@ -210,41 +224,45 @@ fn variant_selection() {
             .1;
         (d[0].kernel.entry, check == 1.0)
     };
+    let nn = || Matmul::new(false, false);
+    let c = &no_sg;
+    assert_eq!(pick(c, nn(), &[64, 32], &[32, 256]), ("mm_vec", false));
     assert_eq!(
-        pick(Matmul::new(false, false), &[64, 32], &[32, 256]),
+        pick(c, Matmul::new(false, true), &[4, 16, 32], &[256, 32]),
         ("mm_vec", false)
     );
     assert_eq!(
-        pick(Matmul::new(false, true), &[4, 16, 32], &[64, 32]),
+        pick(c, Matmul::new(true, true), &[2, 32, 16], &[2, 512, 32]),
         ("mm_vec", false)
     );
+    // Narrow products (n < 256) always take the checked variant.
     assert_eq!(
-        pick(Matmul::new(true, true), &[2, 32, 16], &[2, 64, 32]),
+        pick(c, Matmul::new(true, true), &[2, 32, 16], &[2, 64, 32]),
+        ("mm_vec", true)
+    );
+    assert_eq!(pick(c, nn(), &[65, 32], &[32, 256]), ("mm_vec", true));
+    assert_eq!(pick(c, nn(), &[64, 32], &[32, 260]), ("mm_vec", true));
+    assert_eq!(
+        pick(c, Matmul::new(false, true), &[64, 32], &[7, 32]),
+        ("mm_vec", true)
+    );
+    assert_eq!(pick(c, nn(), &[64, 30], &[30, 256]), ("mm_scalar", true));
+    assert_eq!(pick(c, nn(), &[64, 32], &[32, 7]), ("mm_scalar", true));
+    assert_eq!(
+        pick(c, Matmul::new(true, false), &[32, 6], &[32, 64]),
+        ("mm_scalar", true)
+    );
+    // Subgroups: 16-row tiles.
+    assert_eq!(pick(&sg, nn(), &[64, 32], &[32, 256]), ("mm_sg", false));
+    assert_eq!(pick(&sg, nn(), &[24, 32], &[32, 256]), ("mm_sg", true));
+    assert_eq!(
+        pick(&sg, nn().without_subgroups(), &[24, 32], &[32, 256]),
         ("mm_vec", false)
     );
+    assert_eq!(pick(&sg, nn(), &[64, 30], &[30, 256]), ("mm_scalar", true));
     assert_eq!(
-        pick(Matmul::new(false, false), &[65, 32], &[32, 256]),
-        ("mm_vec", true)
-    );
-    assert_eq!(
-        pick(Matmul::new(false, false), &[64, 32], &[32, 260]),
-        ("mm_vec", true)
-    );
-    assert_eq!(
-        pick(Matmul::new(false, true), &[64, 32], &[7, 32]),
-        ("mm_vec", true)
-    );
-    assert_eq!(
-        pick(Matmul::new(false, false), &[64, 30], &[30, 256]),
-        ("mm_scalar", true)
-    );
-    assert_eq!(
-        pick(Matmul::new(false, false), &[64, 32], &[32, 7]),
-        ("mm_scalar", true)
-    );
-    assert_eq!(
-        pick(Matmul::new(true, false), &[32, 6], &[32, 64]),
-        ("mm_scalar", true)
+        pick(&small_sg, nn(), &[64, 32], &[32, 256]),
+        ("mm_vec", false)
     );
 }
 
@@ -395,33 +413,46 @@ fn throughput() {
     let sizes: Vec<usize> = std::env::var("MM_SIZES")
         .map(|s| s.split(',').map(|x| x.trim().parse().unwrap()).collect())
         .unwrap_or_else(|_| vec![1024]);
+    let variants: &[bool] = if gpu.caps.subgroups {
+        &[true, false]
+    } else {
+        &[false]
+    };
     for s in sizes {
         for (ta, tb) in COMBOS {
-            let mut g = Graph::new();
-            let (sa, sb) = operands(&Matmul::new(ta, tb), &[], false, s, s, s);
-            let a = g.input("a", &sa, DType::F32);
-            let b = g.input("b", &sb, DType::F32);
-            let c = g.matmul(a, b, ta, tb).unwrap();
-            g.mark_output(c);
-            let mut plan = g.compile(&gpu).unwrap();
-            plan.write(a, &rand_tensor(&sa, 1)).unwrap();
-            plan.write(b, &rand_tensor(&sb, 2)).unwrap();
-            plan.run().unwrap();
-            gpu.wait().unwrap();
-            let mut times = Vec::new();
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
+            for &sg in variants {
+                let op = if sg {
+                    Matmul::new(ta, tb)
+                } else {
+                    Matmul::new(ta, tb).without_subgroups()
+                };
+                let mut g = Graph::new();
+                let (sa, sb) = operands(&op, &[], false, s, s, s);
+                let a = g.input("a", &sa, DType::F32);
+                let b = g.input("b", &sb, DType::F32);
+                let c = g.apply1(op, &[a, b]).unwrap();
+                g.mark_output(c);
+                let mut plan = g.compile(&gpu).unwrap();
+                plan.write(a, &rand_tensor(&sa, 1)).unwrap();
+                plan.write(b, &rand_tensor(&sb, 2)).unwrap();
                 plan.run().unwrap();
                 gpu.wait().unwrap();
-                times.push(t.elapsed().as_secs_f64());
+                let mut times = Vec::new();
+                for _ in 0..3 {
+                    let t = std::time::Instant::now();
+                    plan.run().unwrap();
+                    gpu.wait().unwrap();
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                times.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                let flops = 2.0 * (s * s * s) as f64;
+                println!(
+                    "matmul {s}³ trans_a={ta} trans_b={tb} {}: {:.2} ms, {:.2} GFLOP/s",
+                    plan.dispatch_labels()[0],
+                    times[1] * 1e3,
+                    flops / times[1] / 1e9
+                );
             }
-            times.sort_by(|x, y| x.partial_cmp(y).unwrap());
-            let flops = 2.0 * (s * s * s) as f64;
-            println!(
-                "matmul {s}³ trans_a={ta} trans_b={tb}: {:.2} ms, {:.2} GFLOP/s",
-                times[1] * 1e3,
-                flops / times[1] / 1e9
-            );
         }
     }
 }

@@ -28,7 +28,6 @@
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override CHECK: bool = true;
-override BIAS: bool = false;
 override WGX: u32 = 64u;
 
 // Rows per invocation (a multiple of 4).
@@ -51,14 +50,23 @@ struct Params {
     sb: u32,
     sc: u32,
     alpha: f32,
+    // 1: add bias[bias_off + n] (a uniform flag, not an override: it is read once per
+    // invocation, and fewer pipelines compile faster).
+    has_bias: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// Bound to A when there is no bias (BIAS = false never reads it).
+// Bound to A when there is no bias (has_bias = 0 never reads it).
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+// The same bindings as scalars, for mm_scalar.
+@group(0) @binding(1) var<storage, read> a1: array<f32>;
+@group(0) @binding(2) var<storage, read> b1: array<f32>;
 
 struct Tile {
     valid: bool,
@@ -66,10 +74,13 @@ struct Tile {
     col: u32,
 }
 
-fn tile_of(wg: vec3<u32>, nwg: vec3<u32>, lx: u32) -> Tile {
+// The tile of this workgroup (tm rows) and this invocation's first column. Workgroups past
+// the end of a folded grid get valid = false and clamp to the last tile, so every load stays
+// in range and nothing is stored.
+fn tile_of(wg: vec3<u32>, nwg: vec3<u32>, lx: u32, tm: u32) -> Tile {
     let t0 = linear_workgroup(wg, nwg);
     let t = min(t0, p.tiles - 1u);
-    return Tile(t0 < p.tiles, (t / p.tiles_n) * TM, (t % p.tiles_n) * 4u * WGX + lx * 4u);
+    return Tile(t0 < p.tiles, (t / p.tiles_n) * tm, (t % p.tiles_n) * 4u * WGX + lx * 4u);
 }
 
 // Columns i = 0..3: A(row + i, k..k+4).
@@ -132,88 +143,125 @@ fn b_block(base: u32, col: u32, k: u32) -> mat4x4<f32> {
     return mat4x4<f32>(b4[i], b4[i + s], b4[i + 2u * s], b4[i + 3u * s]);
 }
 
-fn store_tile(t: Tile, z: u32, acc: array<vec4<f32>, TM>) {
-    if (!t.valid) {
-        return;
-    }
+// The bias of this invocation's four columns (zero without bias).
+fn bias_of(t: Tile) -> vec4<f32> {
     var bv = vec4<f32>(0.0);
-    if (BIAS) {
+    if (p.has_bias != 0u) {
         for (var j = 0u; j < 4u; j++) {
             if (t.col + j < p.n) {
                 bv[j] = bias[p.bias_off + t.col + j];
             }
         }
     }
-    let base = p.c_off + z * p.sc;
-    for (var i = 0u; i < TM; i++) {
-        let r = t.row0 + i;
-        if (r < p.m) {
-            let v = acc[i] * p.alpha + bv;
-            let o = base + r * p.ldc + t.col;
-            for (var j = 0u; j < 4u; j++) {
-                if (t.col + j < p.n) {
-                    c[o + j] = v[j];
-                }
-            }
+    return bv;
+}
+
+// C(row, col..col+4) = alpha · acc + bias, for the columns inside N.
+fn store_row(t: Tile, z: u32, row: u32, acc: vec4<f32>, bv: vec4<f32>) {
+    if (!t.valid || row >= p.m) {
+        return;
+    }
+    let v = acc * p.alpha + bv;
+    let o = p.c_off + z * p.sc + row * p.ldc + t.col;
+    for (var j = 0u; j < 4u; j++) {
+        if (t.col + j < p.n) {
+            c[o + j] = v[j];
         }
+    }
+}
+
+fn store_tile(t: Tile, z: u32, acc: array<vec4<f32>, TM>) {
+    let bv = bias_of(t);
+    for (var i = 0u; i < TM; i++) {
+        store_row(t, z, t.row0 + i, acc[i], bv);
     }
 }
 
 @compute @workgroup_size(WGX)
 fn mm_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = tile_of(wg, nwg, lid.x);
+    let t = tile_of(wg, nwg, lid.x, TM);
     let abase = p.a_off + wg.z * p.sa;
     let bbase = p.b_off + wg.z * p.sb;
-    var acc: array<vec4<f32>, TM>;
+    // Accumulators as plain variables: an indexed local array may end up in memory.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k += 4u) {
         let bm = b_block(bbase, t.col, k);
-        for (var g = 0u; g < TM; g += 4u) {
-            let am = a_block(abase, t.row0 + g, k);
-            acc[g] += bm * am[0];
-            acc[g + 1u] += bm * am[1];
-            acc[g + 2u] += bm * am[2];
-            acc[g + 3u] += bm * am[3];
-        }
+        let am = a_block(abase, t.row0, k);
+        acc0 += bm * am[0];
+        acc1 += bm * am[1];
+        acc2 += bm * am[2];
+        acc3 += bm * am[3];
+        let an = a_block(abase, t.row0 + 4u, k);
+        acc4 += bm * an[0];
+        acc5 += bm * an[1];
+        acc6 += bm * an[2];
+        acc7 += bm * an[3];
     }
-    store_tile(t, wg.z, acc);
+    store_tile(t, wg.z, array<vec4<f32>, TM>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7));
 }
 
-@group(0) @binding(1) var<storage, read> a1: array<f32>;
-@group(0) @binding(2) var<storage, read> b1: array<f32>;
+
+// A(row, k) for the scalar kernel; row is already clamped.
+fn a_at(base: u32, row: u32, k: u32) -> f32 {
+    if (TRANS_A) {
+        return a1[base + k * p.lda + row];
+    }
+    return a1[base + row * p.lda + k];
+}
+
+// B(k, n) for the scalar kernel; n is already clamped.
+fn b_at(base: u32, k: u32, n: u32) -> f32 {
+    if (TRANS_B) {
+        return b1[base + n * p.ldb + k];
+    }
+    return b1[base + k * p.ldb + n];
+}
 
 @compute @workgroup_size(WGX)
 fn mm_scalar(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = tile_of(wg, nwg, lid.x);
+    let t = tile_of(wg, nwg, lid.x, TM);
     let abase = p.a_off + wg.z * p.sa;
     let bbase = p.b_off + wg.z * p.sb;
-    // Clamped row and column indices: out-of-range ones load valid data that is never stored.
-    var rows: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        rows[i] = min(t.row0 + i, p.m - 1u);
-    }
-    var cols: vec4<u32>;
-    for (var j = 0u; j < 4u; j++) {
-        cols[j] = min(t.col + j, p.n - 1u);
-    }
-    var acc: array<vec4<f32>, TM>;
+    // Clamped rows and columns: out-of-range ones load valid data that is never stored.
+    let lr = p.m - 1u;
+    let r0 = min(t.row0, lr);
+    let r1 = min(t.row0 + 1u, lr);
+    let r2 = min(t.row0 + 2u, lr);
+    let r3 = min(t.row0 + 3u, lr);
+    let r4 = min(t.row0 + 4u, lr);
+    let r5 = min(t.row0 + 5u, lr);
+    let r6 = min(t.row0 + 6u, lr);
+    let r7 = min(t.row0 + 7u, lr);
+    let lc = p.n - 1u;
+    let n0 = min(t.col, lc);
+    let n1 = min(t.col + 1u, lc);
+    let n2 = min(t.col + 2u, lc);
+    let n3 = min(t.col + 3u, lc);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k++) {
-        var bv: vec4<f32>;
-        for (var j = 0u; j < 4u; j++) {
-            if (TRANS_B) {
-                bv[j] = b1[bbase + cols[j] * p.ldb + k];
-            } else {
-                bv[j] = b1[bbase + k * p.ldb + cols[j]];
-            }
-        }
-        for (var i = 0u; i < TM; i++) {
-            var av: f32;
-            if (TRANS_A) {
-                av = a1[abase + k * p.lda + rows[i]];
-            } else {
-                av = a1[abase + rows[i] * p.lda + k];
-            }
-            acc[i] += bv * av;
-        }
+        let bv = vec4<f32>(b_at(bbase, k, n0), b_at(bbase, k, n1), b_at(bbase, k, n2), b_at(bbase, k, n3));
+        acc0 += bv * a_at(abase, r0, k);
+        acc1 += bv * a_at(abase, r1, k);
+        acc2 += bv * a_at(abase, r2, k);
+        acc3 += bv * a_at(abase, r3, k);
+        acc4 += bv * a_at(abase, r4, k);
+        acc5 += bv * a_at(abase, r5, k);
+        acc6 += bv * a_at(abase, r6, k);
+        acc7 += bv * a_at(abase, r7, k);
     }
-    store_tile(t, wg.z, acc);
+    store_tile(t, wg.z, array<vec4<f32>, TM>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7));
 }

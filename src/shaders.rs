@@ -11,6 +11,7 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
+    ("matmul_sg", concat!(include_str!("../shaders/matmul.wgsl"), include_str!("../shaders/matmul_sg.wgsl"))),
 ];
 
 /// Full source of a shader (prelude + file).

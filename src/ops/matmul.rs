@@ -10,10 +10,15 @@
 //! it is then stored as row chunks and each chunk is one dispatch writing its own range of
 //! output columns.
 //!
-//! Kernels (shaders/matmul.wgsl): register-blocked, each invocation owns 8 rows × 4 columns
-//! and a workgroup shares its rows, so A reads are uniform (broadcast) and B reads are vec4.
-//! `mm_vec` (vec4 loads) runs when K, N (and M for `trans_a`) are multiples of 4, without any
-//! bounds checks when M, N also fill whole tiles; `mm_scalar` takes every other shape.
+//! Kernels (shaders/matmul.wgsl, shaders/matmul_sg.wgsl): register-blocked without workgroup
+//! memory or barriers; a workgroup shares its rows and each invocation owns a block of rows ×
+//! one vec4 of columns, with f32 accumulators.
+//! - `mm_sg` (16 rows per invocation): where the adapter has subgroups of >= 8 lanes, the A
+//!   block is loaded once per subgroup and shared with `subgroupBroadcast`;
+//! - `mm_vec` (8 rows): the same without subgroups;
+//! both need K, N (unless `trans_b`) and M (if `trans_a`) to be multiples of 4, and run without
+//! any bounds checks (`CHECK` = false) when M and N also fill whole tiles;
+//! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
 
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
 use crate::error::{Error, Result};
@@ -22,6 +27,8 @@ use crate::tensor::{DType, HostTensor, TensorDesc};
 
 /// Rows per invocation (and per workgroup tile); `TM` in the shader.
 pub const TM: usize = 8;
+/// Rows per invocation of the subgroup kernel.
+pub const TM_SG: usize = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default, Debug)]
@@ -42,6 +49,8 @@ struct Params {
     sb: u32,
     sc: u32,
     alpha: f32,
+    has_bias: u32,
+    _p: [u32; 3],
 }
 
 /// out = alpha · op(a) · op(b) (+ bias), op = transpose when the flag is set.
@@ -51,6 +60,9 @@ pub struct Matmul {
     pub trans_a: bool,
     pub trans_b: bool,
     pub alpha: f32,
+    /// Use the subgroup kernel where the adapter has subgroups of at least 8 lanes (the
+    /// default); false always takes the portable kernels (tests, driver workarounds).
+    pub subgroups: bool,
 }
 
 impl Matmul {
@@ -59,7 +71,12 @@ impl Matmul {
             trans_a,
             trans_b,
             alpha: 1.0,
+            subgroups: true,
         }
+    }
+    pub fn without_subgroups(mut self) -> Self {
+        self.subgroups = false;
+        self
     }
     pub fn scaled(mut self, alpha: f32) -> Self {
         self.alpha = alpha;
@@ -284,10 +301,14 @@ impl Op for Matmul {
             };
             let vec_ok =
                 k % 4 == 0 && (self.trans_b || n % 4 == 0) && (!self.trans_a || m % 4 == 0);
+            let sg = vec_ok && self.subgroups && cx.caps.subgroups && cx.caps.subgroup_min >= 8;
+            let tm = if sg { TM_SG } else { TM };
             let wgx = if n >= 256 { 64 } else { 16 };
-            let fit = vec_ok && m % TM == 0 && n % (4 * wgx) == 0;
+            // Narrow products (n < 256) always take the checked variant: they are cheap, and
+            // that halves the pipelines to compile.
+            let fit = vec_ok && wgx == 64 && m % tm == 0 && n % (4 * wgx) == 0;
             let tiles_n = n.div_ceil(4 * wgx);
-            let tiles = tiles_n * m.div_ceil(TM);
+            let tiles = tiles_n * m.div_ceil(tm);
             if tiles >= u32::MAX as usize {
                 return Err(too_big("tile count", tiles));
             }
@@ -308,13 +329,18 @@ impl Op for Matmul {
                 sb: if d.shared { 0 } else { u(k * n) },
                 sc: u(m * n_total),
                 alpha: self.alpha,
+                has_bias: has_bias as u32,
+                _p: [0; 3],
             };
-            let entry = if vec_ok { "mm_vec" } else { "mm_scalar" };
-            let kernel = Kernel::new("matmul", entry)
+            let (shader, entry) = match (sg, vec_ok) {
+                (true, _) => ("matmul_sg", "mm_sg"),
+                (false, true) => ("matmul", "mm_vec"),
+                _ => ("matmul", "mm_scalar"),
+            };
+            let kernel = Kernel::new(shader, entry)
                 .with("TRANS_A", self.trans_a as u8 as f64)
                 .with("TRANS_B", self.trans_b as u8 as f64)
                 .with("CHECK", !fit as u8 as f64)
-                .with("BIAS", has_bias as u8 as f64)
                 .with("WGX", wgx as f64);
             let bias_bind = if has_bias {
                 Bind::read(2)

@@ -7,6 +7,7 @@ mod executor;
 mod gather;
 mod mcq;
 mod io;
+mod matmul;
 mod naga;
 mod peak;
 mod norm;

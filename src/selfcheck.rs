@@ -54,6 +54,7 @@ pub fn cases() -> Vec<Case> {
     v.extend(crate::ops::mcq::selfcheck_cases());
     v.extend(crate::ops::conv::selfcheck_cases());
     v.extend(crate::ops::pool::selfcheck_cases());
+    v.extend(crate::ops::matmul::selfcheck_cases());
     v
 }
 

@@ -18,6 +18,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv2d", include_str!("../shaders/conv2d.wgsl")),
     ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
     ("pool", include_str!("../shaders/pool.wgsl")),
+    ("matmul", include_str!("../shaders/matmul.wgsl")),
+    ("matmul_sg", concat!(include_str!("../shaders/matmul.wgsl"), include_str!("../shaders/matmul_sg.wgsl"))),
 ];
 
 /// Full source of a shader (prelude + file).

@@ -24,6 +24,7 @@ pub mod mcq;
 pub mod norm;
 pub mod reduce;
 pub mod pool;
+pub mod matmul;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,454 @@
+//! Matrix products: batched `Matmul` with either operand transposed, an optional bias over the
+//! output columns and a scale, and the PyTorch-style `Graph::linear` built on it.
+//!
+//! Shapes: a is [batch..., M, K] ([batch..., K, M] with `trans_a`), b is [batch..., K, N]
+//! ([batch..., N, K] with `trans_b`) where b either has exactly a's batch dims or none (one
+//! matrix shared by the whole batch, e.g. a weight), bias is [N]; the output is
+//! [batch..., M, N]. A shared b with an untransposed a folds the batch into M.
+//!
+//! A shared, transposed b (a Linear weight [out, in]) may be larger than one storage binding:
+//! it is then stored as row chunks and each chunk is one dispatch writing its own range of
+//! output columns.
+//!
+//! Kernels (shaders/matmul.wgsl, shaders/matmul_sg.wgsl): register-blocked without workgroup
+//! memory or barriers; a workgroup shares its rows and each invocation owns a block of rows ×
+//! one vec4 of columns, with f32 accumulators.
+//! - `mm_sg` (16 rows per invocation): where the adapter has subgroups of >= 8 lanes, the A
+//!   block is loaded once per subgroup and shared with `subgroupBroadcast`;
+//! - `mm_vec` (8 rows): the same without subgroups;
+//! both need K, N (unless `trans_b`) and M (if `trans_a`) to be multiples of 4, and run without
+//! any bounds checks (`CHECK` = false) when M and N also fill whole tiles;
+//! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
+
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+use crate::tensor::{DType, HostTensor, TensorDesc};
+
+/// Rows per invocation (and per workgroup tile); `TM` in the shader.
+pub const TM: usize = 8;
+/// Rows per invocation of the subgroup kernel.
+pub const TM_SG: usize = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default, Debug)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    tiles_n: u32,
+    tiles: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    bias_off: u32,
+    sa: u32,
+    sb: u32,
+    sc: u32,
+    alpha: f32,
+    has_bias: u32,
+    _p: [u32; 3],
+}
+
+/// out = alpha · op(a) · op(b) (+ bias), op = transpose when the flag is set.
+/// Inputs: a, b and optionally bias [N].
+#[derive(Clone, Debug)]
+pub struct Matmul {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    /// Use the subgroup kernel where the adapter has subgroups of at least 8 lanes (the
+    /// default); false always takes the portable kernels (tests, driver workarounds).
+    pub subgroups: bool,
+}
+
+impl Matmul {
+    pub fn new(trans_a: bool, trans_b: bool) -> Self {
+        Matmul {
+            trans_a,
+            trans_b,
+            alpha: 1.0,
+            subgroups: true,
+        }
+    }
+    pub fn without_subgroups(mut self) -> Self {
+        self.subgroups = false;
+        self
+    }
+    pub fn scaled(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+}
+
+/// Resolved sizes of one matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dims {
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    /// b has no batch dims.
+    shared: bool,
+}
+
+impl Matmul {
+    fn dims(&self, a: &[usize], b: &[usize], bias: Option<&[usize]>) -> Result<Dims> {
+        let err = |msg: String| {
+            let mut shapes = vec![a, b];
+            if let Some(s) = bias {
+                shapes.push(s);
+            }
+            Error::shape(self.name(), msg, &shapes)
+        };
+        if a.len() < 2 || b.len() < 2 {
+            return Err(err("a and b need rank >= 2".into()));
+        }
+        let (ra, rb) = (a.len(), b.len());
+        let (m, k) = if self.trans_a {
+            (a[ra - 1], a[ra - 2])
+        } else {
+            (a[ra - 2], a[ra - 1])
+        };
+        let (kb, n) = if self.trans_b {
+            (b[rb - 1], b[rb - 2])
+        } else {
+            (b[rb - 2], b[rb - 1])
+        };
+        if k != kb {
+            return Err(err(format!(
+                "inner dims differ: a gives K = {k}, b gives K = {kb}"
+            )));
+        }
+        let shared = rb == 2;
+        if !shared && a[..ra - 2] != b[..rb - 2] {
+            return Err(err("b must have the same batch dims as a, or none".into()));
+        }
+        if let Some(s) = bias {
+            if s != [n] {
+                return Err(err(format!("bias must be [N] = [{n}]")));
+            }
+        }
+        let batch = a[..ra - 2].iter().product();
+        Ok(Dims {
+            batch,
+            m,
+            k,
+            n,
+            shared,
+        })
+    }
+}
+
+impl Op for Matmul {
+    fn name(&self) -> String {
+        let t = |x: bool| if x { "T" } else { "N" };
+        if self.alpha == 1.0 {
+            format!("matmul({}{})", t(self.trans_a), t(self.trans_b))
+        } else {
+            format!(
+                "matmul({}{}, alpha={})",
+                t(self.trans_a),
+                t(self.trans_b),
+                self.alpha
+            )
+        }
+    }
+
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let (a, b, bias) = match inputs {
+            [a, b] => (a, b, None),
+            [a, b, c] => (a, b, Some(c)),
+            _ => {
+                return Err(Error::shape(
+                    self.name(),
+                    "takes a, b and an optional bias",
+                    &[],
+                ))
+            }
+        };
+        if inputs.iter().any(|d| d.dtype != DType::F32) {
+            let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
+            return Err(Error::shape(self.name(), "needs f32 operands", &shapes));
+        }
+        let d = self.dims(&a.shape, &b.shape, bias.map(|x| x.shape.as_slice()))?;
+        let mut shape = a.shape[..a.rank() - 2].to_vec();
+        shape.extend([d.m, d.n]);
+        Ok(vec![TensorDesc::f32(&shape)])
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+        let out = self.infer(&descs.iter().collect::<Vec<_>>())?.remove(0);
+        let d = self.dims(
+            &inputs[0].shape,
+            &inputs[1].shape,
+            inputs.get(2).map(|t| t.shape.as_slice()),
+        )?;
+        let (a, b) = (inputs[0].as_f32()?, inputs[1].as_f32()?);
+        let bias = match inputs.get(2) {
+            Some(t) => Some(t.as_f32()?),
+            None => None,
+        };
+        let (m, k, n) = (d.m, d.k, d.n);
+        let mut c = vec![0.0f32; d.batch * m * n];
+        let mut arow = vec![0.0f64; k];
+        let mut row = vec![0.0f64; n];
+        for z in 0..d.batch {
+            let az = &a[z * m * k..(z + 1) * m * k];
+            let bz = if d.shared {
+                b
+            } else {
+                &b[z * k * n..(z + 1) * k * n]
+            };
+            for i in 0..m {
+                for (p, x) in arow.iter_mut().enumerate() {
+                    *x = if self.trans_a {
+                        az[p * m + i]
+                    } else {
+                        az[i * k + p]
+                    } as f64;
+                }
+                if self.trans_b {
+                    // Rows of b are contiguous over k: one dot product per output.
+                    for (j, r) in row.iter_mut().enumerate() {
+                        *r = arow
+                            .iter()
+                            .zip(&bz[j * k..(j + 1) * k])
+                            .map(|(x, y)| x * *y as f64)
+                            .sum();
+                    }
+                } else {
+                    row.iter_mut().for_each(|x| *x = 0.0);
+                    for (p, av) in arow.iter().enumerate() {
+                        for (r, bv) in row.iter_mut().zip(&bz[p * n..(p + 1) * n]) {
+                            *r += av * *bv as f64;
+                        }
+                    }
+                }
+                let o = &mut c[(z * m + i) * n..(z * m + i + 1) * n];
+                for (j, (oc, r)) in o.iter_mut().zip(&row).enumerate() {
+                    let bj = bias.map_or(0.0, |bb| bb[j] as f64);
+                    *oc = (self.alpha as f64 * r + bj) as f32;
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(&out.shape, c)?])
+    }
+
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        let has_bias = cx.inputs.len() == 3;
+        let d = self.dims(
+            &a.shape,
+            &b.shape,
+            cx.inputs.get(2).map(|s| s.desc.shape.as_slice()),
+        )?;
+        if d.batch * d.m * d.n == 0 {
+            return Ok(Vec::new());
+        }
+        let chunks = &cx.inputs[1].chunks;
+        if chunks.len() > 1 && !(self.trans_b && d.shared) {
+            return Err(Error::Limit {
+                op: self.name(),
+                what: format!(
+                    "b {:?} split into {} chunks (only a shared, transposed b can be)",
+                    b.shape,
+                    chunks.len()
+                ),
+                need: b.bytes(),
+                limit_name: "max_storage_buffer_binding_size",
+                limit: cx.caps.max_storage_binding,
+            });
+        }
+        // A shared b with a row-major a: the batch is just more rows.
+        let (batch, m) = if d.shared && !self.trans_a {
+            (1, d.batch * d.m)
+        } else {
+            (d.batch, d.m)
+        };
+        let (k, n_total) = (d.k, d.n);
+        let too_big = |what: &str, v: usize| Error::Limit {
+            op: self.name(),
+            what: format!(
+                "{what} of a {:?} × {:?} product (u32 indexing)",
+                a.shape, b.shape
+            ),
+            need: v as u64,
+            limit_name: "u32 element index",
+            limit: u32::MAX as u64,
+        };
+        for (what, v) in [
+            ("a", a.numel()),
+            ("b", b.numel()),
+            ("output", batch * m * n_total),
+        ] {
+            if v >= u32::MAX as usize {
+                return Err(too_big(what, v));
+            }
+        }
+        let u = |v: usize| v as u32;
+        let mut out = Vec::with_capacity(chunks.len());
+        for (ci, ch) in chunks.iter().enumerate() {
+            // Without chunks this is the whole of b: start 0, all N columns.
+            let (start, n) = if chunks.len() > 1 {
+                (ch.start, ch.rows)
+            } else {
+                (0, n_total)
+            };
+            let vec_ok =
+                k % 4 == 0 && (self.trans_b || n % 4 == 0) && (!self.trans_a || m % 4 == 0);
+            let sg = vec_ok && self.subgroups && cx.caps.subgroups && cx.caps.subgroup_min >= 8;
+            let tm = if sg { TM_SG } else { TM };
+            let wgx = if n >= 256 { 64 } else { 16 };
+            // Narrow products (n < 256) always take the checked variant: they are cheap, and
+            // that halves the pipelines to compile.
+            let fit = vec_ok && wgx == 64 && m % tm == 0 && n % (4 * wgx) == 0;
+            let tiles_n = n.div_ceil(4 * wgx);
+            let tiles = tiles_n * m.div_ceil(tm);
+            if tiles >= u32::MAX as usize {
+                return Err(too_big("tile count", tiles));
+            }
+            let p = Params {
+                m: u(m),
+                n: u(n),
+                k: u(k),
+                tiles_n: u(tiles_n),
+                tiles: u(tiles),
+                lda: u(if self.trans_a { m } else { k }),
+                ldb: u(if self.trans_b { k } else { n }),
+                ldc: u(n_total),
+                a_off: 0,
+                b_off: 0,
+                c_off: u(start),
+                bias_off: u(start),
+                sa: u(m * k),
+                sb: if d.shared { 0 } else { u(k * n) },
+                sc: u(m * n_total),
+                alpha: self.alpha,
+                has_bias: has_bias as u32,
+                _p: [0; 3],
+            };
+            let (shader, entry) = match (sg, vec_ok) {
+                (true, _) => ("matmul_sg", "mm_sg"),
+                (false, true) => ("matmul", "mm_vec"),
+                _ => ("matmul", "mm_scalar"),
+            };
+            let kernel = Kernel::new(shader, entry)
+                .with("TRANS_A", self.trans_a as u8 as f64)
+                .with("TRANS_B", self.trans_b as u8 as f64)
+                .with("CHECK", !fit as u8 as f64)
+                .with("WGX", wgx as f64);
+            let bias_bind = if has_bias {
+                Bind::read(2)
+            } else {
+                Bind::read(0)
+            };
+            out.push(Dispatch {
+                kernel,
+                params: params(&p),
+                binds: vec![
+                    Bind::read(0),
+                    Bind::read_chunk(1, ci),
+                    Bind::write(0),
+                    bias_bind,
+                ],
+                grid: [groups(tiles, 1), 1, u(batch)],
+            });
+        }
+        Ok(out)
+    }
+
+    fn accepts_chunked(&self, i: usize) -> bool {
+        // A transposed b ([N, K], a Linear weight) splits along N into column ranges of the
+        // output; encode rejects the batched case.
+        i == 1 && self.trans_b
+    }
+}
+
+impl Graph {
+    /// op(a) · op(b) for a [batch..., M, K] (or [batch..., K, M] with `trans_a`) and b
+    /// [batch..., K, N] (or [batch..., N, K] with `trans_b`), b with a's batch dims or none.
+    pub fn matmul(
+        &mut self,
+        a: TensorId,
+        b: TensorId,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Result<TensorId> {
+        self.apply1(Matmul::new(trans_a, trans_b), &[a, b])
+    }
+
+    /// PyTorch `Linear`: x [..., in] · wᵀ (+ bias) with w [out, in] and bias [out]; the leading
+    /// dims of x are flattened into the rows of one product. Output [..., out].
+    pub fn linear(&mut self, x: TensorId, w: TensorId, bias: Option<TensorId>) -> Result<TensorId> {
+        let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
+        let err = |msg: &str| Error::shape("linear", msg, &[&xs, &ws]);
+        if ws.len() != 2 {
+            return Err(err("weight must be [out, in]"));
+        }
+        if xs.is_empty() || xs[xs.len() - 1] != ws[1] {
+            return Err(err("x must be [..., in] with in = weight dim 1"));
+        }
+        let mut ins = vec![x, w];
+        ins.extend(bias);
+        if xs.len() >= 2 {
+            return self.apply1(Matmul::new(false, true), &ins);
+        }
+        // A single vector: one row.
+        let x2 = self.reshape(x, &[1, ws[1]])?;
+        ins[0] = x2;
+        let y = self.apply1(Matmul::new(false, true), &ins)?;
+        self.reshape(y, &[ws[0]])
+    }
+}
+
+pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
+    use crate::selfcheck::{pseudo_random, Case};
+    use std::sync::Arc;
+    let case = |name: &str, op: Matmul, inputs: Vec<HostTensor>| Case {
+        name: name.into(),
+        op: Arc::new(op),
+        inputs,
+        atol: 1e-4,
+        rtol: 1e-4,
+    };
+    vec![
+        case(
+            "matmul NN [2,33,20]x[2,20,37] (scalar, edges)",
+            Matmul::new(false, false),
+            vec![
+                pseudo_random(&[2, 33, 20], 1, 1.0),
+                pseudo_random(&[2, 20, 37], 2, 1.0),
+            ],
+        ),
+        case(
+            "matmul NN [64,64]x[64,256] (tile fit)",
+            Matmul::new(false, false),
+            vec![
+                pseudo_random(&[64, 64], 3, 1.0),
+                pseudo_random(&[64, 256], 4, 1.0),
+            ],
+        ),
+        case(
+            "matmul TT [2,36,12]x[2,44,36] (vec, edges)",
+            Matmul::new(true, true),
+            vec![
+                pseudo_random(&[2, 36, 12], 5, 1.0),
+                pseudo_random(&[2, 44, 36], 6, 1.0),
+            ],
+        ),
+        case(
+            "linear [3,5,48]x[40,48]+bias (shared weight)",
+            Matmul::new(false, true),
+            vec![
+                pseudo_random(&[3, 5, 48], 7, 1.0),
+                pseudo_random(&[40, 48], 8, 1.0),
+                pseudo_random(&[40], 9, 1.0),
+            ],
+        ),
+    ]
+}

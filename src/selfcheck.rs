@@ -44,6 +44,8 @@ pub fn pseudo_random(shape: &[usize], seed: u64, scale: f32) -> HostTensor {
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(crate::ops::elementwise::selfcheck_cases());
+    v.extend(crate::ops::attention::selfcheck_cases());
+    v.extend(crate::ops::softmax::selfcheck_cases());
     v
 }
 

@@ -10,6 +10,8 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 /// (name, source) of every kernel family.
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+    ("attention", include_str!("../shaders/attention.wgsl")),
+    ("softmax", include_str!("../shaders/softmax.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

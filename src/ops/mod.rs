@@ -16,7 +16,9 @@ use crate::error::Result;
 use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
+pub mod attention;
 pub mod elementwise;
+pub mod softmax;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("attention", include_str!("../shaders/attention.wgsl")),
+    ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
     ("softmax", include_str!("../shaders/softmax.wgsl")),
 ];
 

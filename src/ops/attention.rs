@@ -30,7 +30,9 @@ struct Params {
     out_head: u32,
     scale: f32,
     inv_heads: f32,
-    _p: [u32; 2],
+    /// 1: causal, 2: average heads, 4: write lse.
+    flags: u32,
+    _p: u32,
 }
 
 /// Largest supported head dim (the kernel keeps a row of q and of the output in registers).
@@ -104,9 +106,9 @@ fn dims(op: &Attention, x: &TensorDesc) -> Result<(usize, usize, usize)> {
     Ok((b, l, d))
 }
 
-/// (vec4 slots per head row, keys per tile) for head dim `d`.
+/// (vec4 slots per head row: 4, 8, 16 or 32; keys per tile: a multiple of 16) for head dim `d`.
 fn tiles(d: usize) -> (usize, usize) {
-    let dv = d.div_ceil(4).next_power_of_two();
+    let dv = d.div_ceil(4).next_power_of_two().max(4);
     let bk = (TILE_BYTES as usize / (2 * 16 * dv)).min(BK_MAX);
     (dv, bk)
 }
@@ -228,15 +230,19 @@ impl Op for Attention {
             out_head: if self.head_average { 0 } else { d as u32 },
             scale: self.scale * std::f32::consts::LOG2_E,
             inv_heads: 1.0 / h as f32,
-            _p: [0; 2],
+            flags: self.causal as u32
+                | (self.head_average as u32) << 1
+                | (self.save_lse as u32) << 2,
+            _p: 0,
         };
-        let kernel = Kernel::new("attention", "attention")
-            .with("BQ", BQ as f64)
-            .with("BK", bk as f64)
-            .with("DV", dv as f64)
-            .with("CAUSAL", self.causal as u32 as f64)
-            .with("HAVG", self.head_average as u32 as f64)
-            .with("SAVE_LSE", self.save_lse as u32 as f64);
+        let sg = use_subgroups(cx.caps);
+        let kernel = if sg {
+            Kernel::new("attention_sg", "attention")
+        } else {
+            Kernel::new("attention", "attention").with("BK", bk as f64)
+        };
+        // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
+        let kernel = kernel.with("BQ", BQ as f64).with("DV", dv as f64);
         let lse = if self.save_lse {
             Bind::write(1)
         } else {
@@ -306,6 +312,12 @@ impl Graph {
             ))),
         }
     }
+}
+
+/// Whether the subgroup kernel can run: subgroups of at least 8 invocations (it broadcasts
+/// from lanes 0..7), unless UNITOK_NO_SUBGROUPS is set.
+fn use_subgroups(caps: &crate::device::Caps) -> bool {
+    caps.subgroups && caps.subgroup_min >= 8 && std::env::var_os("UNITOK_NO_SUBGROUPS").is_none()
 }
 
 /// 1/√D for a packed qkv shape (1 when the shape is invalid: `infer` then reports the error).

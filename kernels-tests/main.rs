@@ -1,5 +1,6 @@
 //! Kernel and executor tests: every kernel against its CPU reference on the default adapter.
 
+mod attention;
 mod common;
 mod conv;
 mod elementwise;
@@ -13,3 +14,4 @@ mod peak;
 mod norm;
 mod reduce;
 mod pool;
+mod softmax;

@@ -55,6 +55,8 @@ pub fn cases() -> Vec<Case> {
     v.extend(crate::ops::conv::selfcheck_cases());
     v.extend(crate::ops::pool::selfcheck_cases());
     v.extend(crate::ops::matmul::selfcheck_cases());
+    v.extend(crate::ops::attention::selfcheck_cases());
+    v.extend(crate::ops::softmax::selfcheck_cases());
     v
 }
 

@@ -20,6 +20,9 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("pool", include_str!("../shaders/pool.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     ("matmul_sg", concat!(include_str!("../shaders/matmul.wgsl"), include_str!("../shaders/matmul_sg.wgsl"))),
+    ("attention", include_str!("../shaders/attention.wgsl")),
+    ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
+    ("softmax", include_str!("../shaders/softmax.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

@@ -25,6 +25,8 @@ pub mod norm;
 pub mod reduce;
 pub mod pool;
 pub mod matmul;
+pub mod attention;
+pub mod softmax;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

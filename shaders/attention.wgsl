@@ -1,0 +1,287 @@
+// Fused multi-head attention, flash style: the portable kernel (no subgroups needed; see
+// attention_sg.wgsl for the faster one used when the adapter has subgroups of >= 8).
+//
+// One workgroup per (query tile of BQ rows, head or all heads, batch). Each invocation owns one
+// query row: its scaled q, its output accumulator and its online-softmax state (running max m
+// and sum l, in base 2) live in registers, as 4×4 matrices (16 head-dim columns each) that are
+// only ever indexed with constants, so drivers keep them in registers instead of scratch
+// memory. K and V tiles of BK keys stream through workgroup memory; every invocation reads the
+// same K/V element at a time (a broadcast), so the only barriers are the two per tile around
+// the cooperative load. Nothing of size L×L exists.
+//
+// Layout comes from the uniform block (strides and column offsets in elements), so the same
+// kernel reads packed qkv [B, L, 3·H·D] (timm / PyTorch MHA in_proj order) or any layout with
+// per-token rows. Flags: 1 causal (key j > query i masked); 2 average the heads (the workgroup
+// loops over every head and writes the mean of their outputs; otherwise grid y is the head);
+// 4 also write the natural log-sum-exp of each row's scaled logits to lse[(b·H + h)·L + i]
+// (for a backward that recomputes the probabilities).
+
+override BQ: u32 = 64u;        // query rows per workgroup (= invocations)
+override BK: u32 = 32u;        // keys per K/V tile, a multiple of 16
+override DV: u32 = 16u;        // vec4 slots per head row: 4, 8, 16 or 32 (D <= 4·DV)
+
+// A finite "minus infinity" (WGSL has no infinity literal).
+const NEG: f32 = -3.0e38;
+const LN2: f32 = 0.69314718055994531;
+
+struct Params {
+    seq: u32,              // L
+    heads: u32,            // H
+    dim: u32,              // D
+    in_row: u32,           // elements between tokens of the input
+    in_batch: u32,         // elements between batches of the input
+    q_col: u32,            // column of head 0's q inside a token row
+    k_col: u32,
+    v_col: u32,
+    in_head: u32,          // columns between heads inside q/k/v
+    out_row: u32,          // elements between tokens of the output
+    out_batch: u32,        // elements between batches of the output
+    out_head: u32,         // columns between heads of the output (unused when averaging)
+    scale: f32,            // softmax scale · log2(e)
+    inv_heads: f32,        // 1/H (averaging)
+    flags: u32,            // 1: causal (mask key j > query i), 2: average the heads, 4: write lse
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
+
+var<workgroup> ks: array<vec4<f32>, BK * DV>;
+var<workgroup> vs: array<vec4<f32>, BK * DV>;
+
+// This invocation's row state, 16 head-dim columns per matrix (column c = dims 4c..4c+3).
+// Blocks past DV/4 are never touched (the DV tests fold away once DV is specialised).
+var<private> qr: array<mat4x4<f32>, 8>;  // q · scale · log2(e)
+var<private> orw: array<mat4x4<f32>, 8>; // unnormalised output
+var<private> acc: array<mat4x4<f32>, 8>; // sum of normalised head outputs (averaging)
+
+// Four elements of one head row starting at column `d` (zero past D).
+fn load4(base: u32, d: u32) -> vec4<f32> {
+    let n = p.dim;
+    var r = vec4<f32>(0.0);
+    if (d + 3u < n) {
+        r = vec4<f32>(qkv[base + d], qkv[base + d + 1u], qkv[base + d + 2u], qkv[base + d + 3u]);
+    } else {
+        if (d < n) { r.x = qkv[base + d]; }
+        if (d + 1u < n) { r.y = qkv[base + d + 1u]; }
+        if (d + 2u < n) { r.z = qkv[base + d + 2u]; }
+    }
+    return r;
+}
+
+fn load16(base: u32, d: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(load4(base, d), load4(base, d + 4u), load4(base, d + 8u), load4(base, d + 12u));
+}
+
+fn store4(base: u32, d: u32, v: vec4<f32>) {
+    let n = p.dim;
+    if (d + 3u < n) {
+        out[base + d] = v.x;
+        out[base + d + 1u] = v.y;
+        out[base + d + 2u] = v.z;
+        out[base + d + 3u] = v.w;
+    } else {
+        if (d < n) { out[base + d] = v.x; }
+        if (d + 1u < n) { out[base + d + 1u] = v.y; }
+        if (d + 2u < n) { out[base + d + 2u] = v.z; }
+    }
+}
+
+fn store16(base: u32, d: u32, m: mat4x4<f32>) {
+    store4(base, d, m[0]);
+    store4(base, d + 4u, m[1]);
+    store4(base, d + 8u, m[2]);
+    store4(base, d + 12u, m[3]);
+}
+
+// q·k over one 16-column block of key slot `b` (a vec4 index into ks).
+fn qk16(q: mat4x4<f32>, b: u32) -> vec4<f32> {
+    return q[0] * ks[b] + q[1] * ks[b + 1u] + q[2] * ks[b + 2u] + q[3] * ks[b + 3u];
+}
+
+// Base-2 logit of key j of the tile.
+fn score(j: u32) -> f32 {
+    let b = j * DV;
+    var a = qk16(qr[0], b);
+    if (DV > 4u) { a += qk16(qr[1], b + 4u); }
+    if (DV > 8u) {
+        a += qk16(qr[2], b + 8u);
+        a += qk16(qr[3], b + 12u);
+    }
+    if (DV > 16u) {
+        a += qk16(qr[4], b + 16u);
+        a += qk16(qr[5], b + 20u);
+        a += qk16(qr[6], b + 24u);
+        a += qk16(qr[7], b + 28u);
+    }
+    return (a.x + a.y) + (a.z + a.w);
+}
+
+fn scores4(j: u32) -> vec4<f32> {
+    return vec4<f32>(score(j), score(j + 1u), score(j + 2u), score(j + 3u));
+}
+
+fn pv16(o: mat4x4<f32>, w: f32, b: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(o[0] + w * vs[b], o[1] + w * vs[b + 1u], o[2] + w * vs[b + 2u], o[3] + w * vs[b + 3u]);
+}
+
+// o += w · v_j
+fn pv(j: u32, w: f32) {
+    let b = j * DV;
+    orw[0] = pv16(orw[0], w, b);
+    if (DV > 4u) { orw[1] = pv16(orw[1], w, b + 4u); }
+    if (DV > 8u) {
+        orw[2] = pv16(orw[2], w, b + 8u);
+        orw[3] = pv16(orw[3], w, b + 12u);
+    }
+    if (DV > 16u) {
+        orw[4] = pv16(orw[4], w, b + 16u);
+        orw[5] = pv16(orw[5], w, b + 20u);
+        orw[6] = pv16(orw[6], w, b + 24u);
+        orw[7] = pv16(orw[7], w, b + 28u);
+    }
+}
+
+fn pv4(j: u32, w: vec4<f32>) {
+    pv(j, w.x);
+    pv(j + 1u, w.y);
+    pv(j + 2u, w.z);
+    pv(j + 3u, w.w);
+}
+
+fn scale_o(a: f32) {
+    orw[0] *= a;
+    if (DV > 4u) { orw[1] *= a; }
+    if (DV > 8u) { orw[2] *= a; orw[3] *= a; }
+    if (DV > 16u) { orw[4] *= a; orw[5] *= a; orw[6] *= a; orw[7] *= a; }
+}
+
+// Mask keys k..k+3 for query row qi: past L, or after qi when causal.
+fn mask4(s: vec4<f32>, k: u32, qi: u32) -> vec4<f32> {
+    let kv = vec4<u32>(k, k + 1u, k + 2u, k + 3u);
+    let causal = vec4<bool>((p.flags & 1u) != 0u);
+    let bad = (kv >= vec4<u32>(p.seq)) | ((kv > vec4<u32>(qi)) & causal);
+    return select(s, vec4<f32>(NEG), bad);
+}
+
+fn max4(v: vec4<f32>) -> f32 {
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+@compute @workgroup_size(BQ)
+fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let L = p.seq;
+    let causal = (p.flags & 1u) != 0u;
+    let havg = (p.flags & 2u) != 0u;
+    let save_lse = (p.flags & 4u) != 0u;
+    let b = wg.z;
+    let q0 = wg.x * BQ;
+    let i = q0 + li;                 // this invocation's query row
+    let row_ok = i < L;
+    let qi = min(i, L - 1u);         // rows past L compute on a real row and write nothing
+    let in_b = b * p.in_batch;
+    // Keys this tile of queries can see.
+    var kend = L;
+    if (causal) { kend = min(L, q0 + BQ); }
+    var h_begin = wg.y;
+    var h_end = wg.y + 1u;
+    if (havg) { h_begin = 0u; h_end = p.heads; }
+    let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    acc[0] = zero; acc[1] = zero; acc[2] = zero; acc[3] = zero;
+    acc[4] = zero; acc[5] = zero; acc[6] = zero; acc[7] = zero;
+
+    for (var h = h_begin; h < h_end; h++) {
+        let qbase = in_b + qi * p.in_row + p.q_col + h * p.in_head;
+        qr[0] = load16(qbase, 0u) * p.scale;
+        if (DV > 4u) { qr[1] = load16(qbase, 16u) * p.scale; }
+        if (DV > 8u) {
+            qr[2] = load16(qbase, 32u) * p.scale;
+            qr[3] = load16(qbase, 48u) * p.scale;
+        }
+        if (DV > 16u) {
+            qr[4] = load16(qbase, 64u) * p.scale;
+            qr[5] = load16(qbase, 80u) * p.scale;
+            qr[6] = load16(qbase, 96u) * p.scale;
+            qr[7] = load16(qbase, 112u) * p.scale;
+        }
+        orw[0] = zero; orw[1] = zero; orw[2] = zero; orw[3] = zero;
+        orw[4] = zero; orw[5] = zero; orw[6] = zero; orw[7] = zero;
+        var m = NEG;
+        var l = 0.0;
+        for (var k0 = 0u; k0 < kend; k0 += BK) {
+            workgroupBarrier(); // the previous tile is no longer read
+            for (var e = li; e < BK * DV; e += BQ) {
+                let j = e / DV;
+                let c = e % DV;
+                let key = min(k0 + j, L - 1u); // keys past L are masked below
+                let rb = in_b + key * p.in_row + h * p.in_head;
+                ks[e] = load4(rb + p.k_col, c * 4u);
+                vs[e] = load4(rb + p.v_col, c * 4u);
+            }
+            workgroupBarrier();
+            let jend = min(BK, kend - k0);
+            // Groups of 16 keys: scores, one online-softmax update, then o += p·v.
+            for (var j = 0u; j < jend; j += 16u) {
+                var s0 = scores4(j);
+                var s1 = scores4(j + 4u);
+                var s2 = scores4(j + 8u);
+                var s3 = scores4(j + 12u);
+                let k = k0 + j;
+                s0 = mask4(s0, k, qi);
+                s1 = mask4(s1, k + 4u, qi);
+                s2 = mask4(s2, k + 8u, qi);
+                s3 = mask4(s3, k + 12u, qi);
+                // Key 0 is valid for every row and the first group holds it, so m is a real
+                // logit from then on and masked keys get exp2(NEG − m) = 0.
+                let mn = max(m, max4(max(max(s0, s1), max(s2, s3))));
+                let alpha = exp2(m - mn);
+                scale_o(alpha);
+                let w0 = exp2(s0 - mn);
+                let w1 = exp2(s1 - mn);
+                let w2 = exp2(s2 - mn);
+                let w3 = exp2(s3 - mn);
+                l = l * alpha + dot((w0 + w1) + (w2 + w3), vec4<f32>(1.0));
+                pv4(j, w0);
+                pv4(j + 4u, w1);
+                pv4(j + 8u, w2);
+                pv4(j + 12u, w3);
+                m = mn;
+            }
+        }
+        let inv_l = 1.0 / l;
+        if (havg) {
+            acc[0] += orw[0] * inv_l;
+            if (DV > 4u) { acc[1] += orw[1] * inv_l; }
+            if (DV > 8u) { acc[2] += orw[2] * inv_l; acc[3] += orw[3] * inv_l; }
+            if (DV > 16u) {
+                acc[4] += orw[4] * inv_l; acc[5] += orw[5] * inv_l;
+                acc[6] += orw[6] * inv_l; acc[7] += orw[7] * inv_l;
+            }
+        } else if (row_ok) {
+            let ob = b * p.out_batch + i * p.out_row + h * p.out_head;
+            store16(ob, 0u, orw[0] * inv_l);
+            if (DV > 4u) { store16(ob, 16u, orw[1] * inv_l); }
+            if (DV > 8u) { store16(ob, 32u, orw[2] * inv_l); store16(ob, 48u, orw[3] * inv_l); }
+            if (DV > 16u) {
+                store16(ob, 64u, orw[4] * inv_l); store16(ob, 80u, orw[5] * inv_l);
+                store16(ob, 96u, orw[6] * inv_l); store16(ob, 112u, orw[7] * inv_l);
+            }
+        }
+        if (save_lse && row_ok) {
+            lse[(b * p.heads + h) * L + i] = (m + log2(l)) * LN2;
+        }
+    }
+    if (havg && row_ok) {
+        let ob = b * p.out_batch + i * p.out_row;
+        let s = p.inv_heads;
+        store16(ob, 0u, acc[0] * s);
+        if (DV > 4u) { store16(ob, 16u, acc[1] * s); }
+        if (DV > 8u) { store16(ob, 32u, acc[2] * s); store16(ob, 48u, acc[3] * s); }
+        if (DV > 16u) {
+            store16(ob, 64u, acc[4] * s); store16(ob, 80u, acc[5] * s);
+            store16(ob, 96u, acc[6] * s); store16(ob, 112u, acc[7] * s);
+        }
+    }
+}

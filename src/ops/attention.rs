@@ -1,0 +1,359 @@
+//! Fused multi-head scaled-dot-product attention (flash style: K/V tiles stream through
+//! workgroup memory with an online softmax, no L×L matrix anywhere).
+//!
+//! Input: packed `qkv` [B, L, 3·H·D] as timm's `qkv` Linear and PyTorch MHA's `in_proj` produce
+//! it: per token, columns [0, H·D) are q, [H·D, 2·H·D) k, [2·H·D, 3·H·D) v, and head h uses
+//! columns h·D .. h·D+D inside each part. Output [B, L, H·D] (heads concatenated), or with
+//! `head_average` [B, L, D], the mean of the heads' outputs (UniTok's AttnProjection). With
+//! `save_lse` a second output [B, H, L] holds the natural log-sum-exp of every query row's
+//! scaled logits, which a backward pass uses to recompute the probabilities.
+
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+use crate::tensor::{DType, HostTensor, TensorDesc};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    seq: u32,
+    heads: u32,
+    dim: u32,
+    in_row: u32,
+    in_batch: u32,
+    q_col: u32,
+    k_col: u32,
+    v_col: u32,
+    in_head: u32,
+    out_row: u32,
+    out_batch: u32,
+    out_head: u32,
+    scale: f32,
+    inv_heads: f32,
+    /// 1: causal, 2: average heads, 4: write lse.
+    flags: u32,
+    _p: u32,
+}
+
+/// Largest supported head dim (the kernel keeps a row of q and of the output in registers).
+pub const MAX_HEAD_DIM: usize = 128;
+/// Query rows per workgroup (one invocation each).
+const BQ: usize = 64;
+/// Most keys per K/V tile (the kernel's score array).
+const BK_MAX: usize = 64;
+/// Workgroup memory the K/V tiles may use: the WebGPU minimum, so every adapter fits.
+const TILE_BYTES: u64 = 16384;
+
+/// softmax(q·kᵀ·scale)·v per head; see the module doc for the layout.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    pub heads: usize,
+    /// Mask key j > query i.
+    pub causal: bool,
+    pub scale: f32,
+    /// Average the heads' outputs ([B, L, D]) instead of concatenating them ([B, L, H·D]).
+    pub head_average: bool,
+    /// Also output the log-sum-exp [B, H, L] of each row's scaled logits.
+    pub save_lse: bool,
+}
+
+/// (B, L, D) of a packed qkv shape for `heads`, or a typed error.
+fn dims(op: &Attention, x: &TensorDesc) -> Result<(usize, usize, usize)> {
+    let name = op.name();
+    if x.dtype != DType::F32 || x.rank() != 3 {
+        return Err(Error::shape(
+            name,
+            "needs f32 qkv of shape [B, L, 3·heads·head_dim]",
+            &[&x.shape],
+        ));
+    }
+    if op.heads == 0 {
+        return Err(Error::shape(name, "needs heads >= 1", &[&x.shape]));
+    }
+    let (b, l, c) = (x.shape[0], x.shape[1], x.shape[2]);
+    if b == 0 || l == 0 {
+        return Err(Error::shape(name, "needs B >= 1 and L >= 1", &[&x.shape]));
+    }
+    if c == 0 || c % (3 * op.heads) != 0 {
+        return Err(Error::shape(
+            name,
+            format!(
+                "last dim {c} is not 3·heads·head_dim with heads = {} (a multiple of {})",
+                op.heads,
+                3 * op.heads
+            ),
+            &[&x.shape],
+        ));
+    }
+    let d = c / (3 * op.heads);
+    if d > MAX_HEAD_DIM {
+        return Err(Error::shape(
+            name,
+            format!("head dim {d} is over the supported {MAX_HEAD_DIM}"),
+            &[&x.shape],
+        ));
+    }
+    if !op.scale.is_finite() {
+        return Err(Error::shape(
+            name,
+            format!("scale {} is not finite", op.scale),
+            &[&x.shape],
+        ));
+    }
+    if x.numel() > u32::MAX as usize {
+        return Err(Error::shape(name, "more than 2^32 elements", &[&x.shape]));
+    }
+    Ok((b, l, d))
+}
+
+/// (vec4 slots per head row: 4, 8, 16 or 32; keys per tile: a multiple of 16) for head dim `d`.
+fn tiles(d: usize) -> (usize, usize) {
+    let dv = d.div_ceil(4).next_power_of_two().max(4);
+    let bk = (TILE_BYTES as usize / (2 * 16 * dv)).min(BK_MAX);
+    (dv, bk)
+}
+
+impl Op for Attention {
+    fn name(&self) -> String {
+        format!(
+            "attention(heads={}{}{}{})",
+            self.heads,
+            if self.causal { ", causal" } else { "" },
+            if self.head_average {
+                ", head_average"
+            } else {
+                ""
+            },
+            if self.save_lse { ", lse" } else { "" }
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x] = inputs else {
+            return Err(Error::shape(
+                self.name(),
+                "takes one operand (packed qkv)",
+                &[],
+            ));
+        };
+        let (b, l, d) = dims(self, x)?;
+        let h = self.heads;
+        let mut outs = vec![TensorDesc::f32(&[
+            b,
+            l,
+            if self.head_average { d } else { h * d },
+        ])];
+        if self.save_lse {
+            outs.push(TensorDesc::f32(&[b, h, l]));
+        }
+        Ok(outs)
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (b, l, d) = dims(self, &inputs[0].desc())?;
+        let x = inputs[0].as_f32()?;
+        let h = self.heads;
+        let c = 3 * h * d;
+        let od = if self.head_average { d } else { h * d };
+        let mut out = vec![0.0f64; b * l * od];
+        let mut lse = vec![0.0f32; b * h * l];
+        let scale = self.scale as f64;
+        let mut s = vec![0.0f64; l];
+        for bi in 0..b {
+            let xb = &x[bi * l * c..(bi + 1) * l * c];
+            for hi in 0..h {
+                let (qc, kc, vc) = (hi * d, h * d + hi * d, 2 * h * d + hi * d);
+                for i in 0..l {
+                    let n = if self.causal { i + 1 } else { l };
+                    let mut m = f64::NEG_INFINITY;
+                    for (j, sj) in s.iter_mut().enumerate().take(n) {
+                        let dot: f64 = (0..d)
+                            .map(|e| xb[i * c + qc + e] as f64 * xb[j * c + kc + e] as f64)
+                            .sum();
+                        *sj = dot * scale;
+                        m = m.max(*sj);
+                    }
+                    let mut sum = 0.0;
+                    for sj in s.iter_mut().take(n) {
+                        *sj = (*sj - m).exp();
+                        sum += *sj;
+                    }
+                    lse[(bi * h + hi) * l + i] = (m + sum.ln()) as f32;
+                    let (ocol, w) = if self.head_average {
+                        (0, 1.0 / (h as f64 * sum))
+                    } else {
+                        (hi * d, 1.0 / sum)
+                    };
+                    let orow = &mut out[(bi * l + i) * od + ocol..(bi * l + i) * od + ocol + d];
+                    for (j, sj) in s.iter().enumerate().take(n) {
+                        let pw = sj * w;
+                        for (e, o) in orow.iter_mut().enumerate() {
+                            *o += pw * xb[j * c + vc + e] as f64;
+                        }
+                    }
+                }
+            }
+        }
+        let mut res = vec![HostTensor::f32(
+            &[b, l, od],
+            out.into_iter().map(|v| v as f32).collect(),
+        )?];
+        if self.save_lse {
+            res.push(HostTensor::f32(&[b, h, l], lse)?);
+        }
+        Ok(res)
+    }
+    fn scratch(&self, _inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
+        // The kernel always has an lse binding; without save_lse it gets this stand-in.
+        if self.save_lse {
+            Vec::new()
+        } else {
+            vec![TensorDesc::f32(&[4])]
+        }
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (b, l, d) = dims(self, cx.input(0))?;
+        let h = self.heads;
+        let (dv, bk) = tiles(d);
+        let c = 3 * h * d;
+        let od = if self.head_average { d } else { h * d };
+        let p = Params {
+            seq: l as u32,
+            heads: h as u32,
+            dim: d as u32,
+            in_row: c as u32,
+            in_batch: (l * c) as u32,
+            q_col: 0,
+            k_col: (h * d) as u32,
+            v_col: (2 * h * d) as u32,
+            in_head: d as u32,
+            out_row: od as u32,
+            out_batch: (l * od) as u32,
+            out_head: if self.head_average { 0 } else { d as u32 },
+            scale: self.scale * std::f32::consts::LOG2_E,
+            inv_heads: 1.0 / h as f32,
+            flags: self.causal as u32
+                | (self.head_average as u32) << 1
+                | (self.save_lse as u32) << 2,
+            _p: 0,
+        };
+        let sg = use_subgroups(cx.caps);
+        let kernel = if sg {
+            Kernel::new("attention_sg", "attention")
+        } else {
+            Kernel::new("attention", "attention").with("BK", bk as f64)
+        };
+        // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
+        let kernel = kernel.with("BQ", BQ as f64).with("DV", dv as f64);
+        let lse = if self.save_lse {
+            Bind::write(1)
+        } else {
+            Bind::scratch(0)
+        };
+        Ok(vec![Dispatch {
+            kernel,
+            params: params(&p),
+            binds: vec![Bind::read(0), Bind::write(0), lse],
+            grid: [
+                groups(l, BQ),
+                if self.head_average { 1 } else { h as u32 },
+                b as u32,
+            ],
+        }])
+    }
+}
+
+impl Graph {
+    /// Multi-head attention over packed qkv [B, L, 3·heads·D] with scale 1/√D: [B, L, heads·D],
+    /// or [B, L, D] (the mean over heads) with `head_average`.
+    pub fn attention(
+        &mut self,
+        qkv: TensorId,
+        heads: usize,
+        causal: bool,
+        head_average: bool,
+    ) -> Result<TensorId> {
+        let scale = default_scale(self.shape(qkv), heads);
+        self.apply1(
+            Attention {
+                heads,
+                causal,
+                scale,
+                head_average,
+                save_lse: false,
+            },
+            &[qkv],
+        )
+    }
+
+    /// `attention` that also returns the log-sum-exp [B, heads, L] of each row's scaled logits.
+    pub fn attention_with_lse(
+        &mut self,
+        qkv: TensorId,
+        heads: usize,
+        causal: bool,
+        head_average: bool,
+    ) -> Result<(TensorId, TensorId)> {
+        let scale = default_scale(self.shape(qkv), heads);
+        let name = format!("attention(heads={heads}, lse)");
+        let outs = self.apply(
+            Attention {
+                heads,
+                causal,
+                scale,
+                head_average,
+                save_lse: true,
+            },
+            &[qkv],
+        )?;
+        match outs.as_slice() {
+            [o, lse] => Ok((*o, *lse)),
+            _ => Err(Error::Graph(format!(
+                "{name}: expected two outputs, got {}",
+                outs.len()
+            ))),
+        }
+    }
+}
+
+/// Whether the subgroup kernel can run: subgroups of at least 8 invocations (it broadcasts
+/// from lanes 0..7), unless UNITOK_NO_SUBGROUPS is set.
+fn use_subgroups(caps: &crate::device::Caps) -> bool {
+    caps.subgroups && caps.subgroup_min >= 8 && std::env::var_os("UNITOK_NO_SUBGROUPS").is_none()
+}
+
+/// 1/√D for a packed qkv shape (1 when the shape is invalid: `infer` then reports the error).
+fn default_scale(shape: &[usize], heads: usize) -> f32 {
+    match (shape.last(), heads) {
+        (Some(&c), h) if h > 0 && c >= 3 * h && c % (3 * h) == 0 => {
+            1.0 / ((c / (3 * h)) as f32).sqrt()
+        }
+        _ => 1.0,
+    }
+}
+
+pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
+    use crate::selfcheck::{pseudo_random, Case};
+    use std::sync::Arc;
+    let att = |heads, causal, head_average, save_lse, d: usize| Attention {
+        heads,
+        causal,
+        scale: 1.0 / (d as f32).sqrt(),
+        head_average,
+        save_lse,
+    };
+    vec![
+        Case {
+            name: "attention 2 heads D=16 L=77 causal".into(),
+            op: Arc::new(att(2, true, false, true, 16)),
+            inputs: vec![pseudo_random(&[1, 77, 3 * 2 * 16], 21, 2.0)],
+            atol: 2e-5,
+            rtol: 1e-4,
+        },
+        Case {
+            name: "attention 3 heads D=64 L=33 head_average".into(),
+            op: Arc::new(att(3, false, true, false, 64)),
+            inputs: vec![pseudo_random(&[2, 33, 3 * 3 * 64], 22, 1.0)],
+            atol: 2e-5,
+            rtol: 1e-4,
+        },
+    ]
+}

@@ -1,0 +1,130 @@
+//! Softmax over the last dim, numerically stable (max subtracted), rows of any length.
+//!
+//! Rows up to `SMALL_ROW` elements run one invocation per row (no barriers); longer rows run
+//! one workgroup per row with an online (max, sum) pass, a tree merge and a writing pass.
+
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+use crate::tensor::{DType, HostTensor, TensorDesc};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    rows: u32,
+    n: u32,
+    _p: [u32; 2],
+}
+
+/// Rows at most this long use the one-invocation-per-row kernel.
+pub const SMALL_ROW: usize = 32;
+
+/// y = softmax(x) along the last dim; same shape.
+#[derive(Clone, Debug)]
+pub struct Softmax;
+
+/// (rows, row length) of a tensor for a last-dim op.
+fn rows_cols(shape: &[usize]) -> (usize, usize) {
+    let n = shape.last().copied().unwrap_or(1);
+    let rows = shape.iter().product::<usize>() / n.max(1);
+    (rows, n)
+}
+
+/// Softmax of one row in f64 accumulation (the CPU reference).
+pub fn softmax_row_ref(x: &[f32], y: &mut [f32]) {
+    let m = x.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v as f64));
+    let s: f64 = x.iter().map(|v| (*v as f64 - m).exp()).sum();
+    for (o, v) in y.iter_mut().zip(x) {
+        *o = ((*v as f64 - m).exp() / s) as f32;
+    }
+}
+
+impl Op for Softmax {
+    fn name(&self) -> String {
+        "softmax".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x] = inputs else {
+            return Err(Error::shape("softmax", "takes one operand", &[]));
+        };
+        if x.dtype != DType::F32 || x.rank() < 1 {
+            return Err(Error::shape(
+                "softmax",
+                "needs an f32 tensor of rank >= 1",
+                &[&x.shape],
+            ));
+        }
+        if x.numel() == 0 {
+            return Err(Error::shape(
+                "softmax",
+                "needs a non-empty tensor",
+                &[&x.shape],
+            ));
+        }
+        let (rows, n) = rows_cols(&x.shape);
+        if rows > u32::MAX as usize || n > u32::MAX as usize || x.numel() > u32::MAX as usize {
+            return Err(Error::shape(
+                "softmax",
+                "more than 2^32 elements",
+                &[&x.shape],
+            ));
+        }
+        Ok(vec![TensorDesc::f32(&x.shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let x = inputs[0].as_f32()?;
+        let (_, n) = rows_cols(&inputs[0].shape);
+        let mut y = vec![0.0f32; x.len()];
+        for (xr, yr) in x.chunks(n.max(1)).zip(y.chunks_mut(n.max(1))) {
+            softmax_row_ref(xr, yr);
+        }
+        Ok(vec![HostTensor::f32(&inputs[0].shape, y)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (rows, n) = rows_cols(&cx.input(0).shape);
+        let p = params(&Params {
+            rows: rows as u32,
+            n: n as u32,
+            ..Default::default()
+        });
+        let (entry, grid) = if n <= SMALL_ROW {
+            ("softmax_small", groups(rows, 64))
+        } else {
+            ("softmax_rows", rows as u32)
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("softmax", entry),
+            params: p,
+            binds: vec![Bind::read(0), Bind::write(0)],
+            grid: [grid, 1, 1],
+        }])
+    }
+}
+
+impl Graph {
+    /// Softmax over the last dim.
+    pub fn softmax(&mut self, x: TensorId) -> Result<TensorId> {
+        self.apply1(Softmax, &[x])
+    }
+}
+
+pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
+    use crate::selfcheck::{pseudo_random, Case};
+    use std::sync::Arc;
+    vec![
+        Case {
+            name: "softmax [5,300]".into(),
+            op: Arc::new(Softmax),
+            inputs: vec![pseudo_random(&[5, 300], 11, 8.0)],
+            atol: 1e-6,
+            rtol: 1e-4,
+        },
+        Case {
+            name: "softmax [70,7]".into(),
+            op: Arc::new(Softmax),
+            inputs: vec![pseudo_random(&[70, 7], 12, 8.0)],
+            atol: 1e-6,
+            rtol: 1e-4,
+        },
+    ]
+}

@@ -9,6 +9,7 @@ mod gather;
 mod mcq;
 mod io;
 mod matmul;
+mod model;
 mod naga;
 mod peak;
 mod norm;

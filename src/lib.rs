@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod io;
+pub mod model;
 pub mod ops;
 pub mod selfcheck;
 pub mod shaders;

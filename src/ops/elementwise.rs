@@ -172,32 +172,25 @@ pub fn broadcast_layout(a: &[usize], b: &[usize]) -> Option<(usize, usize)> {
         return None;
     }
     let off = a.len() - b.len();
-    let mut lo = None;
-    let mut hi = off;
+    // Dims of size 1 in b do not affect indexing; b's other dims must equal a's and, apart
+    // from size-1 dims of a between them, be contiguous in a.
+    let mut block: Option<(usize, usize)> = None;
     for (j, &d) in b.iter().enumerate() {
-        let ad = a[off + j];
-        if d == 1 && ad != 1 {
+        if d == 1 {
             continue;
         }
-        if d != ad {
+        let k = off + j;
+        if d != a[k] {
             return None;
         }
-        if lo.is_none() {
-            lo = Some(off + j);
-        } else if hi != off + j {
-            // a gap of broadcast dims between matching dims
-            if b[hi - off..j].iter().any(|&x| x == 1) && a[hi..off + j].iter().any(|&x| x != 1) {
-                return None;
-            }
-        }
-        hi = off + j + 1;
+        block = match block {
+            None => Some((k, k + 1)),
+            Some((lo, hi)) if a[hi..k].iter().all(|&x| x == 1) => Some((lo, k + 1)),
+            Some(_) => return None,
+        };
     }
     let nb: usize = b.iter().product();
-    let inner: usize = if lo.is_none() {
-        1
-    } else {
-        a[hi..].iter().product()
-    };
+    let inner: usize = block.map(|(_, hi)| a[hi..].iter().product()).unwrap_or(1);
     Some((nb.max(1), inner.max(1)))
 }
 

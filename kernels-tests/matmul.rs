@@ -363,6 +363,24 @@ fn shape_errors_name_the_operands() {
     assert!(g.matmul(x, wb, false, true).is_ok());
 }
 
+/// More row tiles than one grid dimension holds (65535): the executor folds the grid and the
+/// kernel must skip the padding workgroups. All kernels share that code (tile_of/store_row),
+/// so the default kernel stands for them (lavapipe spends ~20 µs per workgroup).
+#[test]
+fn large_grid_is_folded() {
+    let gpu = gpu();
+    let tm = if gpu.caps.subgroups && gpu.caps.subgroup_min >= 8 {
+        TM_SG
+    } else {
+        TM
+    };
+    let m = 65536 * tm + 40;
+    let a = rand_tensor(&[m, 4], 1);
+    let b = rand_tensor(&[4, 4], 2);
+    let c = rand_tensor(&[4], 3);
+    check_op(Matmul::new(false, false), &[&a, &b, &c], 1e-6, 1e-5);
+}
+
 /// A Linear weight larger than one storage binding is stored as row chunks and each chunk is
 /// its own dispatch writing its columns of the output (with its slice of the bias).
 #[test]
@@ -401,6 +419,10 @@ fn weight_larger_than_a_binding_is_chunked() {
         .unwrap()
         .remove(0);
     let (atol, rtol) = tol(k);
+    let (abs, rel, _) = errors(got.as_f32().unwrap(), want.as_f32().unwrap());
+    eprintln!(
+        "chunked linear [{m}, {k}] x [{n}, {k}]: max abs err {abs:.2e}, max rel err {rel:.2e}"
+    );
     assert_close("chunked linear", &got, &want, atol, rtol);
 }
 

@@ -10,11 +10,15 @@
 //
 // Work split: a 1-D logical grid of tiles (x, possibly folded into y by the executor) times the
 // batch (z). A workgroup of WGX invocations owns TM rows × 4·WGX columns; each invocation owns
-// TM rows × one vec4 of columns in registers. All invocations of a workgroup share the same
-// rows, so A addresses depend only on the workgroup and the k loop: they are uniform, which
-// software rasterisers (lavapipe) turn into one scalar load plus a broadcast, and real GPUs
-// serve from cache as broadcasts. No workgroup memory and no barriers (each barrier splits the
-// shader on lavapipe). B is read as vec4s, 4 k at a time.
+// TM rows × one vec4 of columns in registers (f32 accumulators as plain variables: indexed
+// local arrays can end up in memory). All invocations of a workgroup share the same rows, so
+// A reads are broadcasts (same address in every lane); B is read as vec4s, 4 k at a time. No
+// workgroup memory and no barriers (each barrier splits the shader on lavapipe).
+//
+// On lavapipe (Mesa 22.3) every storage load whose offset is not a compile-time or
+// push-constant uniform runs a per-lane loop with a bounds check per component, so loads, not
+// FMAs, bound the speed: throughput follows the storage elements loaded per FMA. matmul_sg.wgsl
+// (appended to this file) cuts the A loads 8× with subgroup broadcasts.
 //
 // Entry points:
 //   mm_vec    — vec4 loads; needs K % 4 == 0, N % 4 == 0 unless TRANS_B, M % 4 == 0 if TRANS_A,

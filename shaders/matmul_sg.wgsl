@@ -3,9 +3,9 @@
 // subgroups ever compile it.
 //
 // Each invocation owns TM_SG = 16 rows × one vec4 of columns. In mm_vec every invocation loads
-// every A value of its rows itself; here the 8 first lanes of each subgroup load the A block
-// together (lane l: row l, or for TRANS_A the vec4 of rows at k + l % 4) and every lane takes
-// the values with subgroupBroadcast. On lavapipe, where each divergent storage load costs a
+// every A value of its rows itself; here lanes 0..7 of each subgroup load the A block
+// together (lane l: row l, or for TRANS_A the vec4 of rows at k + l % 4; higher lanes repeat
+// them) and every lane takes the values from lanes 0..7 with subgroupBroadcast. On lavapipe, where each divergent storage load costs a
 // per-lane loop, this cuts the A loads 8×; on GPUs it is a register broadcast instead of a
 // cache hit. Needs subgroups of at least 8 lanes (the host checks) and mm_vec's alignment.
 

@@ -303,7 +303,9 @@ impl Op for Matmul {
                 k % 4 == 0 && (self.trans_b || n % 4 == 0) && (!self.trans_a || m % 4 == 0);
             let sg = vec_ok && self.subgroups && cx.caps.subgroups && cx.caps.subgroup_min >= 8;
             let tm = if sg { TM_SG } else { TM };
-            let wgx = if n >= 256 { 64 } else { 16 };
+            // 64 invocations (256 columns) per workgroup for wide products, 16 (64 columns) for
+            // narrow ones and for the scalar fallback (fewer pipelines to compile).
+            let wgx = if n >= 256 && vec_ok { 64 } else { 16 };
             // Narrow products (n < 256) always take the checked variant: they are cheap, and
             // that halves the pipelines to compile.
             let fit = vec_ok && wgx == 64 && m % tm == 0 && n % (4 * wgx) == 0;
@@ -434,7 +436,7 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
             ],
         ),
         case(
-            "matmul TT [2,36,12]x[2,44,36] (vec, edges)",
+            "matmul TT [2,36,12]x[2,44,36] (vec4, edges)",
             Matmul::new(true, true),
             vec![
                 pseudo_random(&[2, 36, 12], 5, 1.0),

@@ -58,7 +58,7 @@ fn binary_broadcasts() {
         (&[2, 7, 4, 3], &[7, 1, 1]), // per-channel over NCHW
         (&[1], &[1]),
         (&[4, 6], &[1, 6]),
-        (&[1, 16, 8], &[1, 1, 8]), // positional embedding at batch 1
+        (&[1, 16, 8], &[1, 1, 8]),   // positional embedding at batch 1
         (&[2, 3, 1, 5], &[3, 1, 5]), // a size-1 dim of a inside the block
     ];
     for (i, (a, b)) in cases.iter().enumerate() {

@@ -1,18 +1,19 @@
 //! Kernel and executor tests: every kernel against its CPU reference on the default adapter.
 
 mod attention;
+mod cli;
 mod common;
 mod conv;
 mod elementwise;
 mod executor;
 mod gather;
-mod mcq;
 mod io;
 mod matmul;
+mod mcq;
 mod model;
 mod naga;
-mod peak;
 mod norm;
-mod reduce;
+mod peak;
 mod pool;
+mod reduce;
 mod softmax;

@@ -7,6 +7,7 @@
 //! `text` (the CLIP tokenizer).
 //! See ARCHITECTURE.md for the path data takes.
 
+pub mod app;
 pub mod bench;
 pub mod config;
 pub mod device;

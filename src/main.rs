@@ -1,9 +1,10 @@
 //! The `unitok` command line.
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use unitok::bench::{self, Work};
-use unitok::{device, selfcheck, Gpu, Result};
+use unitok::{app, device, selfcheck, Gpu, Result};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,83 @@ enum Cmd {
     Info,
     /// Run every kernel family on small inputs and compare with the CPU reference.
     Selfcheck,
+    /// Convert an official training checkpoint (torch.save zip) to safetensors with the config
+    /// embedded; no Python needed.
+    Convert {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Tokenize images into discrete codes: int64 .npy (B, codebooks, tokens), official layout.
+    /// INPUT: image files, folders of images, or one float32 .npy (B, 3, H, W) in [-1, 1].
+    Encode {
+        #[command(flatten)]
+        w: WeightsArg,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        b: BatchArg,
+    },
+    /// Decode codes (int64 .npy (B, codebooks, tokens)) to images: float32 .npy (B, 3, H, W) in
+    /// [-1, 1] when OUTPUT ends in .npy, a PNG when it ends in .png (one image), else a folder of PNGs.
+    Decode {
+        #[command(flatten)]
+        w: WeightsArg,
+        codes: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        b: BatchArg,
+    },
+    /// Encode and decode images; writes original and reconstruction side by side as PNG and
+    /// prints the PSNR. OUTPUT: a .png for one image, else a folder.
+    Reconstruct {
+        #[command(flatten)]
+        w: WeightsArg,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        b: BatchArg,
+    },
+    /// CLIP image embeddings (L2-normalised, float32 .npy (B, embed_dim)).
+    EmbedImage {
+        #[command(flatten)]
+        w: WeightsArg,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        b: BatchArg,
+    },
+    /// CLIP text embeddings (L2-normalised, float32 .npy (B, embed_dim)), one row per --text.
+    EmbedText {
+        #[command(flatten)]
+        w: WeightsArg,
+        #[arg(long = "text", required = true)]
+        texts: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Zero-shot classification: prompts "a photo of a {label}.", prints the top-k labels per
+    /// image with probabilities.
+    ZeroShot {
+        #[command(flatten)]
+        w: WeightsArg,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Comma-separated labels.
+        #[arg(long, value_delimiter = ',', required = true)]
+        labels: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[command(flatten)]
+        b: BatchArg,
+    },
     /// Time the kernels at UniTok-L sizes and compare with this adapter's measured ceilings
     /// (peak FMA rate, copy bandwidth).
     Bench {
@@ -43,6 +121,20 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args)]
+struct WeightsArg {
+    /// Weights: a .safetensors written by `unitok convert` or an official .pth checkpoint.
+    #[arg(short, long = "weights")]
+    w: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct BatchArg {
+    /// Images per GPU batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The device layer reads these; flags override the environment.
@@ -56,6 +148,50 @@ fn main() -> ExitCode {
         Cmd::Info => info(),
         Cmd::Selfcheck => run_selfcheck(),
         Cmd::Bench { json, reps, filter } => run_bench(json, reps, filter),
+        Cmd::Convert { input, output } => app::convert(&input, &output),
+        Cmd::Encode {
+            w,
+            inputs,
+            output,
+            b,
+        } => Gpu::new().and_then(|g| app::encode(&g, &w.w, &inputs, &output, b.batch)),
+        Cmd::Decode {
+            w,
+            codes,
+            output,
+            b,
+        } => Gpu::new().and_then(|g| app::decode(&g, &w.w, &codes, &output, b.batch)),
+        Cmd::Reconstruct {
+            w,
+            inputs,
+            output,
+            b,
+        } => Gpu::new().and_then(|g| app::reconstruct(&g, &w.w, &inputs, &output, b.batch)),
+        Cmd::EmbedImage {
+            w,
+            inputs,
+            output,
+            b,
+        } => Gpu::new().and_then(|g| app::embed_image(&g, &w.w, &inputs, &output, b.batch)),
+        Cmd::EmbedText { w, texts, output } => {
+            Gpu::new().and_then(|g| app::embed_text(&g, &w.w, &texts, &output))
+        }
+        Cmd::ZeroShot {
+            w,
+            inputs,
+            labels,
+            top_k,
+            b,
+        } => Gpu::new()
+            .and_then(|g| app::zero_shot(&g, &w.w, &inputs, &labels, top_k, b.batch))
+            .map(|res| {
+                for (name, ranked) in res {
+                    println!("{name}");
+                    for (label, p) in ranked {
+                        println!("  {p:>7.2}%  {label}", p = p * 100.0);
+                    }
+                }
+            }),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,11 +36,20 @@ const EPS_TORCH: f32 = 1e-5;
 
 impl<'c> ModelBuilder<'c> {
     pub fn new(cfg: &'c UnitokConfig) -> Self {
-        ModelBuilder { cfg, g: Graph::new(), params: Vec::new(), keys: BTreeMap::new() }
+        ModelBuilder {
+            cfg,
+            g: Graph::new(),
+            params: Vec::new(),
+            keys: BTreeMap::new(),
+        }
     }
 
     fn p(&mut self, key: &str, shape: &[usize]) -> TensorId {
-        if let Some((t, _)) = self.params.iter().find(|(_, s)| matches!(s, ParamSource::Key(k) if k == key)) {
+        if let Some((t, _)) = self
+            .params
+            .iter()
+            .find(|(_, s)| matches!(s, ParamSource::Key(k) if k == key))
+        {
             return *t;
         }
         self.keys.insert(key.to_string(), shape.to_vec());
@@ -49,9 +58,20 @@ impl<'c> ModelBuilder<'c> {
         t
     }
 
-    fn linear(&mut self, x: TensorId, prefix: &str, din: usize, dout: usize, bias: bool) -> Result<TensorId> {
+    fn linear(
+        &mut self,
+        x: TensorId,
+        prefix: &str,
+        din: usize,
+        dout: usize,
+        bias: bool,
+    ) -> Result<TensorId> {
         let w = self.p(&format!("{prefix}.weight"), &[dout, din]);
-        let b = if bias { Some(self.p(&format!("{prefix}.bias"), &[dout])) } else { None };
+        let b = if bias {
+            Some(self.p(&format!("{prefix}.bias"), &[dout]))
+        } else {
+            None
+        };
         self.g.linear(x, w, b)
     }
 
@@ -67,7 +87,16 @@ impl<'c> ModelBuilder<'c> {
         self.g.layer_norm2d(x, w, b, EPS_VIT)
     }
 
-    fn conv(&mut self, x: TensorId, prefix: &str, cin: usize, cout: usize, k: usize, stride: usize, groups: usize) -> Result<TensorId> {
+    fn conv(
+        &mut self,
+        x: TensorId,
+        prefix: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Result<TensorId> {
         let w = self.p(&format!("{prefix}.weight"), &[cout, cin / groups, k, k]);
         let b = self.p(&format!("{prefix}.bias"), &[cout]);
         self.g.conv2d(x, w, Some(b), stride, k / 2, groups)
@@ -97,11 +126,22 @@ impl<'c> ModelBuilder<'c> {
     }
 
     /// MbConvLNBlock (encoder), NCHW.
-    fn mbconv(&mut self, x: TensorId, prefix: &str, cin: usize, cout: usize, stride: usize) -> Result<TensorId> {
+    fn mbconv(
+        &mut self,
+        x: TensorId,
+        prefix: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+    ) -> Result<TensorId> {
         let mid = self.cfg.mbconv_mid(cout);
         let short = if stride == 2 {
             let s = self.g.avg_pool2d(x, 3, 2, 1, false)?;
-            if cin != cout { self.conv(s, &format!("{prefix}.shortcut.expand"), cin, cout, 1, 1, 1)? } else { s }
+            if cin != cout {
+                self.conv(s, &format!("{prefix}.shortcut.expand"), cin, cout, 1, 1, 1)?
+            } else {
+                s
+            }
         } else if cin != cout {
             self.conv(x, &format!("{prefix}.shortcut.expand"), cin, cout, 1, 1, 1)?
         } else {
@@ -117,13 +157,26 @@ impl<'c> ModelBuilder<'c> {
     }
 
     /// Nearest ×2 then a 3×3 conv (`Upsample2d`).
-    fn upsample_conv(&mut self, x: TensorId, prefix: &str, cin: usize, cout: usize) -> Result<TensorId> {
+    fn upsample_conv(
+        &mut self,
+        x: TensorId,
+        prefix: &str,
+        cin: usize,
+        cout: usize,
+    ) -> Result<TensorId> {
         let u = self.g.upsample_nearest2x(x)?;
         self.conv(u, &format!("{prefix}.conv"), cin, cout, 3, 1, 1)
     }
 
     /// InvMbConvLNBlock (decoder), NCHW.
-    fn inv_mbconv(&mut self, x: TensorId, prefix: &str, cin: usize, cout: usize, up: bool) -> Result<TensorId> {
+    fn inv_mbconv(
+        &mut self,
+        x: TensorId,
+        prefix: &str,
+        cin: usize,
+        cout: usize,
+        up: bool,
+    ) -> Result<TensorId> {
         let mid = self.cfg.mbconv_mid(cout);
         let short = if up {
             self.upsample_conv(x, &format!("{prefix}.shortcut"), cin, cout)?
@@ -157,7 +210,12 @@ impl<'c> ModelBuilder<'c> {
         let mut x = self.conv(x, &format!("{bb}.stem.conv2"), sw, sw, 3, 1, 1)?;
         taps.push(("encoder.stem".to_string(), x));
         let mut cin = sw;
-        for (s, (&dim, &depth)) in cfg.conv_stage_dims.iter().zip(&cfg.conv_stage_depths).enumerate() {
+        for (s, (&dim, &depth)) in cfg
+            .conv_stage_dims
+            .iter()
+            .zip(&cfg.conv_stage_depths)
+            .enumerate()
+        {
             for j in 0..depth {
                 let stride = if j == 0 { 2 } else { 1 };
                 x = self.mbconv(x, &format!("{bb}.stages.{s}.{j}"), cin, dim, stride)?;
@@ -185,9 +243,18 @@ impl<'c> ModelBuilder<'c> {
 
     /// AttnProjection. `down`: heads averaged (width → vocab_width); else heads concatenated
     /// (vocab_width → width). Returns (output, attention-branch output).
-    pub fn attn_projection(&mut self, x: TensorId, prefix: &str, down: bool) -> Result<(TensorId, TensorId)> {
+    pub fn attn_projection(
+        &mut self,
+        x: TensorId,
+        prefix: &str,
+        down: bool,
+    ) -> Result<(TensorId, TensorId)> {
         let cfg = self.cfg;
-        let (din, dout) = if down { (cfg.vit_width, cfg.vocab_width) } else { (cfg.vocab_width, cfg.vit_width) };
+        let (din, dout) = if down {
+            (cfg.vit_width, cfg.vocab_width)
+        } else {
+            (cfg.vocab_width, cfg.vit_width)
+        };
         let heads = cfg.attn_proj_heads;
         // The attention works at the larger width: heads × head_dim = max(din, dout).
         let inner = cfg.vit_width;
@@ -203,7 +270,11 @@ impl<'c> ModelBuilder<'c> {
         for k in &keys {
             self.keys.insert(k.clone(), vec![inner]);
         }
-        let bias = self.g.param(&format!("{prefix}.attn.qkv_bias(derived)"), &[3 * inner], DType::F32);
+        let bias = self.g.param(
+            &format!("{prefix}.attn.qkv_bias(derived)"),
+            &[3 * inner],
+            DType::F32,
+        );
         self.params.push((bias, ParamSource::Concat(keys.to_vec())));
         let qkv = self.g.linear(n1, w, Some(bias))?;
         let a = self.g.attention(qkv, heads, false, down)?;
@@ -221,11 +292,15 @@ impl<'c> ModelBuilder<'c> {
     fn codebooks(&mut self) -> TensorId {
         let cfg = self.cfg;
         let (g, k, d) = (cfg.num_codebooks, cfg.codebook_size(), cfg.code_dim());
-        let keys: Vec<String> = (0..g).map(|i| format!("quantizer.codebooks.{i}.codebook.weight")).collect();
+        let keys: Vec<String> = (0..g)
+            .map(|i| format!("quantizer.codebooks.{i}.codebook.weight"))
+            .collect();
         for key in &keys {
             self.keys.insert(key.clone(), vec![k, d]);
         }
-        let t = self.g.param("quantizer.codebooks(stacked)", &[g, k, d], DType::F32);
+        let t = self
+            .g
+            .param("quantizer.codebooks(stacked)", &[g, k, d], DType::F32);
         self.params.push((t, ParamSource::Stack(keys)));
         t
     }
@@ -245,7 +320,8 @@ impl<'c> ModelBuilder<'c> {
         let cb = self.codebooks();
         let codes = self.g.mcq_lookup(cb, idx)?;
         let n = self.g.shape(codes)[0];
-        self.g.reshape(codes, &[batch, n / batch, self.cfg.vocab_width])
+        self.g
+            .reshape(codes, &[batch, n / batch, self.cfg.vocab_width])
     }
 
     /// Pixel decoder: tokens [B, L, C] → image [B, 3, H, W] (unclamped) and its taps.
@@ -264,11 +340,17 @@ impl<'c> ModelBuilder<'c> {
         let (b, l) = (sh[0], sh[1]);
         let side = (l as f64).sqrt() as usize;
         if side * side != l {
-            return Err(Error::Invalid(format!("the decoder needs a square token grid, got {l} tokens")));
+            return Err(Error::Invalid(format!(
+                "the decoder needs a square token grid, got {l} tokens"
+            )));
         }
         let x = self.g.transpose(x)?;
         let x = self.g.reshape(x, &[b, c, side, side])?;
-        let [_, d1, d2] = [cfg.decoder_dims[0], cfg.decoder_dims[1], cfg.decoder_dims[2]];
+        let [_, d1, d2] = [
+            cfg.decoder_dims[0],
+            cfg.decoder_dims[1],
+            cfg.decoder_dims[2],
+        ];
         let mut x = self.upsample_conv(x, "decoder.up_conv1", c, d1)?;
         taps.push(("decoder.up_conv1".to_string(), x));
         let mut cin = d1;
@@ -299,12 +381,19 @@ impl<'c> ModelBuilder<'c> {
 
     /// Text tower: ids U32 [B, ctx] and the flat EOT positions U32 [B] (b·ctx + argmax id)
     /// → L2-normalised [B, E]; also the taps of each block and ln_final.
-    pub fn text(&mut self, ids: TensorId, eot: TensorId) -> Result<(TensorId, Vec<(String, TensorId)>)> {
+    pub fn text(
+        &mut self,
+        ids: TensorId,
+        eot: TensorId,
+    ) -> Result<(TensorId, Vec<(String, TensorId)>)> {
         let cfg = self.cfg;
         let (w, ctx) = (cfg.text_width, cfg.text_context_length);
         let b = self.g.shape(ids)[0];
         let mut taps = Vec::new();
-        let table = self.p("text_encoder.token_embedding.weight", &[cfg.text_vocab_size, w]);
+        let table = self.p(
+            "text_encoder.token_embedding.weight",
+            &[cfg.text_vocab_size, w],
+        );
         let x = self.g.gather_rows(table, ids)?;
         let pos = self.p("text_encoder.positional_embedding", &[ctx, w]);
         let mut x = self.g.add(x, pos)?;
@@ -337,19 +426,32 @@ impl<'c> ModelBuilder<'c> {
     /// Keys of the checkpoint that no compute reads but that must exist (strict loading).
     pub fn buffer_keys(cfg: &UnitokConfig) -> Vec<(String, Vec<usize>)> {
         let mut v: Vec<(String, Vec<usize>)> = (0..cfg.num_codebooks)
-            .map(|i| (format!("quantizer.codebooks.{i}.vocab_usage"), vec![cfg.codebook_size()]))
+            .map(|i| {
+                (
+                    format!("quantizer.codebooks.{i}.vocab_usage"),
+                    vec![cfg.codebook_size()],
+                )
+            })
             .collect();
         v.push(("logit_scale".to_string(), vec![]));
         v
     }
 
     /// Compile the graph and upload every parameter from `weights`.
-    pub fn compile(self, gpu: &std::sync::Arc<crate::Gpu>, weights: &dyn WeightSource) -> Result<Plan> {
+    pub fn compile(
+        self,
+        gpu: &std::sync::Arc<crate::Gpu>,
+        weights: &dyn WeightSource,
+    ) -> Result<Plan> {
         let mut plan = self.g.compile(gpu)?;
         for (t, src) in &self.params {
             let data = assemble(src, weights)?;
             let want = self.g.shape(*t).to_vec();
-            let data = data.reshape(&want).map_err(|_| Error::Invalid(format!("parameter {src:?}: shape mismatch, expected {want:?}")))?;
+            let data = data.reshape(&want).map_err(|_| {
+                Error::Invalid(format!(
+                    "parameter {src:?}: shape mismatch, expected {want:?}"
+                ))
+            })?;
             plan.write(*t, &data)?;
         }
         Ok(plan)
@@ -418,7 +520,11 @@ pub struct ImageHeads {
 
 impl<'c> ModelGraph<'c> {
     fn new(cfg: &'c UnitokConfig) -> Self {
-        ModelGraph { builder: ModelBuilder::new(cfg), inputs: BTreeMap::new(), outputs: BTreeMap::new() }
+        ModelGraph {
+            builder: ModelBuilder::new(cfg),
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
     }
 
     fn out(&mut self, name: &str, t: TensorId) {
@@ -436,7 +542,9 @@ impl<'c> ModelGraph<'c> {
 
     /// Post-quant tokens → optional decoder and CLIP head.
     fn heads(&mut self, dequant: TensorId, heads: ImageHeads) -> Result<()> {
-        let (pq, pq_attn) = self.builder.attn_projection(dequant, "post_quant_proj", false)?;
+        let (pq, pq_attn) = self
+            .builder
+            .attn_projection(dequant, "post_quant_proj", false)?;
         self.out("post_quant", pq);
         if heads.taps {
             self.out("post_quant_proj.attn", pq_attn);
@@ -456,10 +564,18 @@ impl<'c> ModelGraph<'c> {
 
     /// Image [B, 3, S, S] in [-1, 1] (input `image`) → `enc_tokens`, `quant_in`, `indices`
     /// (U32 [B·L, G], token-major), `dequant`, and the requested heads.
-    pub fn image(cfg: &'c UnitokConfig, batch: usize, size: usize, heads: ImageHeads) -> Result<Self> {
+    pub fn image(
+        cfg: &'c UnitokConfig,
+        batch: usize,
+        size: usize,
+        heads: ImageHeads,
+    ) -> Result<Self> {
         cfg.tokens_for(size)?;
         let mut m = Self::new(cfg);
-        let img = m.builder.g.input("image", &[batch, 3, size, size], DType::F32);
+        let img = m
+            .builder
+            .g
+            .input("image", &[batch, 3, size, size], DType::F32);
         m.inputs.insert("image", img);
         let (enc, taps) = m.builder.encoder(img)?;
         m.taps(taps, heads.taps);
@@ -477,9 +593,17 @@ impl<'c> ModelGraph<'c> {
     }
 
     /// Codes (input `indices`, U32 [B·L, G] token-major) → `dequant` and the requested heads.
-    pub fn codes(cfg: &'c UnitokConfig, batch: usize, tokens: usize, heads: ImageHeads) -> Result<Self> {
+    pub fn codes(
+        cfg: &'c UnitokConfig,
+        batch: usize,
+        tokens: usize,
+        heads: ImageHeads,
+    ) -> Result<Self> {
         let mut m = Self::new(cfg);
-        let idx = m.builder.g.input("indices", &[batch * tokens, cfg.num_codebooks], DType::U32);
+        let idx = m
+            .builder
+            .g
+            .input("indices", &[batch * tokens, cfg.num_codebooks], DType::U32);
         m.inputs.insert("indices", idx);
         let codes = m.builder.dequantize(idx, batch)?;
         m.out("dequant", codes);
@@ -491,7 +615,10 @@ impl<'c> ModelGraph<'c> {
     /// the largest id) → `text_embed`.
     pub fn text(cfg: &'c UnitokConfig, batch: usize, taps: bool) -> Result<Self> {
         let mut m = Self::new(cfg);
-        let ids = m.builder.g.input("text_ids", &[batch, cfg.text_context_length], DType::U32);
+        let ids = m
+            .builder
+            .g
+            .input("text_ids", &[batch, cfg.text_context_length], DType::U32);
         let eot = m.builder.g.input("eot", &[batch], DType::U32);
         m.inputs.insert("text_ids", ids);
         m.inputs.insert("eot", eot);
@@ -501,11 +628,19 @@ impl<'c> ModelGraph<'c> {
         Ok(m)
     }
 
-    pub fn compile(self, gpu: &std::sync::Arc<crate::Gpu>, weights: &dyn WeightSource) -> Result<ModelPlan> {
+    pub fn compile(
+        self,
+        gpu: &std::sync::Arc<crate::Gpu>,
+        weights: &dyn WeightSource,
+    ) -> Result<ModelPlan> {
         let inputs = self.inputs.clone();
         let outputs = self.outputs.clone();
         let plan = self.builder.compile(gpu, weights)?;
-        Ok(ModelPlan { plan, inputs, outputs })
+        Ok(ModelPlan {
+            plan,
+            inputs,
+            outputs,
+        })
     }
 }
 
@@ -518,15 +653,27 @@ pub struct ModelPlan {
 
 impl ModelPlan {
     /// Write the inputs, run once, and read back the named outputs.
-    pub fn run(&mut self, inputs: &[(&str, &HostTensor)], want: &[&str]) -> Result<Vec<HostTensor>> {
+    pub fn run(
+        &mut self,
+        inputs: &[(&str, &HostTensor)],
+        want: &[&str],
+    ) -> Result<Vec<HostTensor>> {
         for (name, data) in inputs {
-            let t = *self.inputs.get(name).ok_or_else(|| Error::Graph(format!("model graph has no input {name:?}")))?;
+            let t = *self
+                .inputs
+                .get(name)
+                .ok_or_else(|| Error::Graph(format!("model graph has no input {name:?}")))?;
             self.plan.write(t, data)?;
         }
         self.plan.run()?;
         let ids = want
             .iter()
-            .map(|n| self.outputs.get(*n).copied().ok_or_else(|| Error::Graph(format!("model graph has no output {n:?}"))))
+            .map(|n| {
+                self.outputs
+                    .get(*n)
+                    .copied()
+                    .ok_or_else(|| Error::Graph(format!("model graph has no output {n:?}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.plan.read_many(&ids)
     }
@@ -535,7 +682,11 @@ impl ModelPlan {
 /// Every key (with shape) a complete checkpoint of `cfg` holds: what the image, decoder, CLIP
 /// and text graphs read, plus the buffers no compute reads. Strict loading compares with this.
 pub fn expected_keys(cfg: &UnitokConfig) -> Result<Vec<(String, Vec<usize>)>> {
-    let all = ImageHeads { decoder: true, clip: true, taps: false };
+    let all = ImageHeads {
+        decoder: true,
+        clip: true,
+        taps: false,
+    };
     let img = ModelGraph::image(cfg, 1, cfg.img_size, all)?;
     let txt = ModelGraph::text(cfg, 1, false)?;
     let mut keys = img.builder.keys.clone();
@@ -577,7 +728,12 @@ pub fn indices_to_official(idx: &[u32], batch: usize, groups: usize) -> Vec<i64>
 }
 
 /// The official layout (B, G, L) → token-major U32 [B·L, G]; values must be in [0, K).
-pub fn indices_from_official(codes: &[i64], batch: usize, groups: usize, codebook_size: usize) -> Result<Vec<u32>> {
+pub fn indices_from_official(
+    codes: &[i64],
+    batch: usize,
+    groups: usize,
+    codebook_size: usize,
+) -> Result<Vec<u32>> {
     let tokens = codes.len() / (batch * groups).max(1);
     let mut out = vec![0u32; codes.len()];
     for b in 0..batch {

@@ -19,7 +19,13 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
     ("pool", include_str!("../shaders/pool.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
-    ("matmul_sg", concat!(include_str!("../shaders/matmul.wgsl"), include_str!("../shaders/matmul_sg.wgsl"))),
+    (
+        "matmul_sg",
+        concat!(
+            include_str!("../shaders/matmul.wgsl"),
+            include_str!("../shaders/matmul_sg.wgsl")
+        ),
+    ),
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
     ("softmax", include_str!("../shaders/softmax.wgsl")),

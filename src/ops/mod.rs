@@ -16,16 +16,16 @@ use crate::error::Result;
 use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
-pub mod peak;
 pub mod gather;
+pub mod matmul;
 pub mod mcq;
 pub mod norm;
-pub mod reduce;
+pub mod peak;
 pub mod pool;
-pub mod matmul;
-pub mod attention;
+pub mod reduce;
 pub mod softmax;
 
 /// Which tensor of the op a binding refers to.

@@ -122,3 +122,87 @@ pub fn measure(gpu: &Arc<Gpu>, case: &BenchCase, reps: usize) -> Result<Measurem
         work: case.work,
     })
 }
+
+/// Deterministic random weights for any config, generated per key on demand (so a 3.3 GB model
+/// is never held on the host at once): LayerNorm weights 1, biases and norms' shifts 0,
+/// everything else uniform with std ≈ 0.02. For timing and memory planning, not for accuracy.
+pub struct RandomWeights {
+    shapes: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl RandomWeights {
+    pub fn new(cfg: &crate::config::UnitokConfig) -> Result<Self> {
+        Ok(RandomWeights { shapes: crate::model::expected_keys(cfg)?.into_iter().collect() })
+    }
+}
+
+impl crate::model::WeightSource for RandomWeights {
+    fn tensor(&self, key: &str) -> Result<HostTensor> {
+        let shape = self.shapes.get(key).ok_or_else(|| crate::Error::Invalid(format!("no such key {key}")))?;
+        let n: usize = shape.iter().product();
+        let is_norm = key.contains("norm") || key.contains("ln_");
+        let data = if key.ends_with("bias") || key.ends_with("pos_embed") {
+            vec![0.0; n]
+        } else if is_norm && key.ends_with("weight") {
+            vec![1.0; n]
+        } else {
+            let seed = key.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+            let t = pseudo_random(&[n], seed, 0.0346); // uniform ±a has std a/√3 ≈ 0.02
+            return t.reshape(shape);
+        };
+        HostTensor::f32(shape, data)
+    }
+}
+
+/// Timing of one model graph: compile + weight upload, and the median synchronised run.
+pub struct ModelTiming {
+    pub what: String,
+    pub setup_s: f64,
+    pub run_s: f64,
+    pub planned_bytes: u64,
+    pub arena_bytes: u64,
+    pub dispatches: usize,
+}
+
+/// Time encode (image → codes) and decode (codes → image) of `cfg` at its image size.
+pub fn model_timings(gpu: &Arc<Gpu>, cfg: &crate::config::UnitokConfig, batch: usize, reps: usize) -> Result<Vec<ModelTiming>> {
+    use crate::model::{ImageHeads, ModelGraph};
+    let w = RandomWeights::new(cfg)?;
+    let size = cfg.img_size;
+    let tokens = cfg.tokens_for(size)?;
+    let none = ImageHeads { decoder: false, clip: false, taps: false };
+    let dec = ImageHeads { decoder: true, clip: false, taps: false };
+    let mut out = Vec::new();
+    for what in ["encode", "decode"] {
+        let t0 = Instant::now();
+        let (mut plan, input, data) = if what == "encode" {
+            let m = ModelGraph::image(cfg, batch, size, none)?;
+            let img = pseudo_random(&[batch, 3, size, size], 7, 1.0);
+            (m.compile(gpu, &w)?, "image", img)
+        } else {
+            let m = ModelGraph::codes(cfg, batch, tokens, dec)?;
+            let k = cfg.codebook_size() as u32;
+            let idx: Vec<u32> = (0..batch * tokens * cfg.num_codebooks).map(|i| (i as u32 * 2654435761) % k).collect();
+            (m.compile(gpu, &w)?, "indices", HostTensor::u32(&[batch * tokens, cfg.num_codebooks], idx)?)
+        };
+        let want = if what == "encode" { "indices" } else { "recon" };
+        plan.run(&[(input, &data)], &[want])?;
+        let setup_s = t0.elapsed().as_secs_f64();
+        let mut times = Vec::new();
+        for _ in 0..reps.max(1) {
+            let t = Instant::now();
+            plan.run(&[(input, &data)], &[want])?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        out.push(ModelTiming {
+            what: format!("{what} {} b{batch} {size}x{size}", cfg.model),
+            setup_s,
+            run_s: times[times.len() / 2],
+            planned_bytes: plan.plan.planned_bytes(),
+            arena_bytes: plan.plan.arena_bytes(),
+            dispatches: plan.plan.dispatch_count(),
+        });
+    }
+    Ok(out)
+}

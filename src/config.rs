@@ -231,7 +231,7 @@ impl UnitokConfig {
         match model {
             "vitamin_large" => Some(Self::vitamin_large()),
             "vitamin_base" => Some(Self::vitamin_base()),
-            "vitamin_tiny64" => Some(Self::tiny64()),
+            "vitamin_tiny64" | "tiny64" => Some(Self::tiny64()),
             _ => None,
         }
     }

@@ -119,6 +119,16 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Time encode and decode of a whole model (random weights) and report its planned memory.
+    BenchModel {
+        /// Preset: vitamin_large (the released size), vitamin_base, tiny64.
+        #[arg(long, default_value = "vitamin_large")]
+        preset: String,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        reps: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -148,6 +158,7 @@ fn main() -> ExitCode {
         Cmd::Info => info(),
         Cmd::Selfcheck => run_selfcheck(),
         Cmd::Bench { json, reps, filter } => run_bench(json, reps, filter),
+        Cmd::BenchModel { preset, batch, reps } => run_bench_model(&preset, batch, reps),
         Cmd::Convert { input, output } => app::convert(&input, &output),
         Cmd::Encode {
             w,
@@ -322,6 +333,25 @@ fn run_bench(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
                 ratio
             );
         }
+    }
+    Ok(())
+}
+
+fn run_bench_model(preset: &str, batch: usize, reps: usize) -> Result<()> {
+    let cfg = unitok::UnitokConfig::preset(preset)
+        .ok_or_else(|| unitok::Error::Invalid(format!("unknown preset {preset:?} (vitamin_large, vitamin_base, tiny64)")))?;
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    for t in bench::model_timings(&gpu, &cfg, batch, reps)? {
+        println!(
+            "{:<36} run {:>8.2} s   setup (compile + upload) {:>7.2} s   planned {:>7.1} MiB (arena {:.1} MiB)   {} dispatches",
+            t.what,
+            t.run_s,
+            t.setup_s,
+            t.planned_bytes as f64 / (1u64 << 20) as f64,
+            t.arena_bytes as f64 / (1u64 << 20) as f64,
+            t.dispatches
+        );
     }
     Ok(())
 }

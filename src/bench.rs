@@ -132,13 +132,18 @@ pub struct RandomWeights {
 
 impl RandomWeights {
     pub fn new(cfg: &crate::config::UnitokConfig) -> Result<Self> {
-        Ok(RandomWeights { shapes: crate::model::expected_keys(cfg)?.into_iter().collect() })
+        Ok(RandomWeights {
+            shapes: crate::model::expected_keys(cfg)?.into_iter().collect(),
+        })
     }
 }
 
 impl crate::model::WeightSource for RandomWeights {
     fn tensor(&self, key: &str) -> Result<HostTensor> {
-        let shape = self.shapes.get(key).ok_or_else(|| crate::Error::Invalid(format!("no such key {key}")))?;
+        let shape = self
+            .shapes
+            .get(key)
+            .ok_or_else(|| crate::Error::Invalid(format!("no such key {key}")))?;
         let n: usize = shape.iter().product();
         let is_norm = key.contains("norm") || key.contains("ln_");
         let data = if key.ends_with("bias") || key.ends_with("pos_embed") {
@@ -146,7 +151,9 @@ impl crate::model::WeightSource for RandomWeights {
         } else if is_norm && key.ends_with("weight") {
             vec![1.0; n]
         } else {
-            let seed = key.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+            let seed = key.bytes().fold(1469598103934665603u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(1099511628211)
+            });
             let t = pseudo_random(&[n], seed, 0.0346); // uniform ±a has std a/√3 ≈ 0.02
             return t.reshape(shape);
         };
@@ -165,13 +172,26 @@ pub struct ModelTiming {
 }
 
 /// Time encode (image → codes) and decode (codes → image) of `cfg` at its image size.
-pub fn model_timings(gpu: &Arc<Gpu>, cfg: &crate::config::UnitokConfig, batch: usize, reps: usize) -> Result<Vec<ModelTiming>> {
+pub fn model_timings(
+    gpu: &Arc<Gpu>,
+    cfg: &crate::config::UnitokConfig,
+    batch: usize,
+    reps: usize,
+) -> Result<Vec<ModelTiming>> {
     use crate::model::{ImageHeads, ModelGraph};
     let w = RandomWeights::new(cfg)?;
     let size = cfg.img_size;
     let tokens = cfg.tokens_for(size)?;
-    let none = ImageHeads { decoder: false, clip: false, taps: false };
-    let dec = ImageHeads { decoder: true, clip: false, taps: false };
+    let none = ImageHeads {
+        decoder: false,
+        clip: false,
+        taps: false,
+    };
+    let dec = ImageHeads {
+        decoder: true,
+        clip: false,
+        taps: false,
+    };
     let mut out = Vec::new();
     for what in ["encode", "decode"] {
         let t0 = Instant::now();
@@ -182,8 +202,14 @@ pub fn model_timings(gpu: &Arc<Gpu>, cfg: &crate::config::UnitokConfig, batch: u
         } else {
             let m = ModelGraph::codes(cfg, batch, tokens, dec)?;
             let k = cfg.codebook_size() as u32;
-            let idx: Vec<u32> = (0..batch * tokens * cfg.num_codebooks).map(|i| (i as u32 * 2654435761) % k).collect();
-            (m.compile(gpu, &w)?, "indices", HostTensor::u32(&[batch * tokens, cfg.num_codebooks], idx)?)
+            let idx: Vec<u32> = (0..batch * tokens * cfg.num_codebooks)
+                .map(|i| (i as u32 * 2654435761) % k)
+                .collect();
+            (
+                m.compile(gpu, &w)?,
+                "indices",
+                HostTensor::u32(&[batch * tokens, cfg.num_codebooks], idx)?,
+            )
         };
         let want = if what == "encode" { "indices" } else { "recon" };
         plan.run(&[(input, &data)], &[want])?;

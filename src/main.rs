@@ -158,7 +158,11 @@ fn main() -> ExitCode {
         Cmd::Info => info(),
         Cmd::Selfcheck => run_selfcheck(),
         Cmd::Bench { json, reps, filter } => run_bench(json, reps, filter),
-        Cmd::BenchModel { preset, batch, reps } => run_bench_model(&preset, batch, reps),
+        Cmd::BenchModel {
+            preset,
+            batch,
+            reps,
+        } => run_bench_model(&preset, batch, reps),
         Cmd::Convert { input, output } => app::convert(&input, &output),
         Cmd::Encode {
             w,
@@ -338,8 +342,11 @@ fn run_bench(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
 }
 
 fn run_bench_model(preset: &str, batch: usize, reps: usize) -> Result<()> {
-    let cfg = unitok::UnitokConfig::preset(preset)
-        .ok_or_else(|| unitok::Error::Invalid(format!("unknown preset {preset:?} (vitamin_large, vitamin_base, tiny64)")))?;
+    let cfg = unitok::UnitokConfig::preset(preset).ok_or_else(|| {
+        unitok::Error::Invalid(format!(
+            "unknown preset {preset:?} (vitamin_large, vitamin_base, tiny64)"
+        ))
+    })?;
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
     for t in bench::model_timings(&gpu, &cfg, batch, reps)? {

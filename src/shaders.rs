@@ -10,6 +10,7 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 /// (name, source) of every kernel family.
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+    ("cast_f16", include_str!("../shaders/cast_f16.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
@@ -33,10 +34,13 @@ pub const SHADERS: &[(&str, &str)] = &[
 
 /// Full source of a shader (prelude + file).
 pub fn source(name: &str) -> Option<String> {
-    SHADERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| format!("{PRELUDE}\n{s}"))
+    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| {
+        // Directives (`enable f16;`) must precede every declaration: hoist them above the prelude.
+        let (directives, body): (Vec<&str>, Vec<&str>) = s
+            .lines()
+            .partition(|l| l.trim_start().starts_with("enable "));
+        format!("{}\n{PRELUDE}\n{}", directives.join("\n"), body.join("\n"))
+    })
 }
 
 /// Parse and validate a shader with naga, as wgpu would; the error names the shader.

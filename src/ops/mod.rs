@@ -17,6 +17,7 @@ use crate::tensor::{HostTensor, TensorDesc};
 use std::fmt::Debug;
 
 pub mod attention;
+pub mod cast;
 pub mod conv;
 pub mod elementwise;
 pub mod gather;

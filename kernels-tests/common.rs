@@ -128,3 +128,111 @@ pub fn check_op<O: Op + Clone>(
     }
     got
 }
+
+/// Finite-difference check of an op's backward rule. The loss is L = Σ_k Σ gy_k ⊙ y_k with
+/// fixed random output gradients gy_k; the GPU gradients of L (the op's backward ops run on
+/// the device) are compared with central differences of the CPU reference forward in f64
+/// sums, at up to `samples` elements of each f32 input. Inputs listed in `skip` (indices,
+/// non-differentiable ones) are not checked.
+pub fn check_backward<O: Op + Clone>(
+    op: O,
+    inputs: &[&HostTensor],
+    skip: &[usize],
+    eps: f32,
+    tol: f32,
+) {
+    use unitok::graph::Graph;
+    let label = format!(
+        "backward of {} on {:?}",
+        op.name(),
+        inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>()
+    );
+    let mut g = Graph::new();
+    let ids: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| g.input(&format!("x{i}"), &t.shape, t.dtype()))
+        .collect();
+    let outs = g
+        .apply(op.clone(), &ids)
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let gy_data: Vec<HostTensor> = outs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| rand_tensor(&g.shape(*o).to_vec(), 7000 + k as u64))
+        .collect();
+    let gys: Vec<_> = gy_data
+        .iter()
+        .enumerate()
+        .map(|(k, t)| g.input(&format!("gy{k}"), &t.shape, t.dtype()))
+        .collect();
+    let grads = {
+        let node = g.nodes.last().unwrap().clone();
+        let gy_opt: Vec<Option<_>> = gys.iter().map(|t| Some(*t)).collect();
+        let mut cx = unitok::ops::BackwardCx {
+            g: &mut g,
+            inputs: &node.inputs,
+            outputs: &node.outputs,
+            grads: &gy_opt,
+        };
+        node.op
+            .backward(&mut cx)
+            .unwrap_or_else(|e| panic!("{label}: {e}"))
+    };
+    let check: Vec<(usize, _)> = grads
+        .iter()
+        .enumerate()
+        .filter(|(i, gr)| !skip.contains(i) && gr.is_some())
+        .map(|(i, gr)| (i, gr.unwrap()))
+        .collect();
+    for (_, gr) in &check {
+        g.mark_output(*gr);
+    }
+    let gpu = gpu();
+    let mut plan = g.compile(&gpu).unwrap_or_else(|e| panic!("{label}: {e}"));
+    for (id, t) in ids.iter().zip(inputs) {
+        plan.write(*id, t).unwrap();
+    }
+    for (id, t) in gys.iter().zip(&gy_data) {
+        plan.write(*id, t).unwrap();
+    }
+    plan.run().unwrap();
+    let loss = |xs: &[HostTensor]| -> f64 {
+        let refs: Vec<&HostTensor> = xs.iter().collect();
+        let ys = op.cpu(&refs).unwrap();
+        ys.iter()
+            .zip(&gy_data)
+            .map(|(y, gy)| {
+                y.as_f32()
+                    .unwrap()
+                    .iter()
+                    .zip(gy.as_f32().unwrap())
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    for (i, gr) in check {
+        let got = plan.read(gr).unwrap();
+        let got = got.as_f32().unwrap();
+        let n = inputs[i].numel();
+        let scale = got.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let step = (n / 48).max(1);
+        let mut worst = 0.0f32;
+        for e in (0..n).step_by(step) {
+            let mut plus: Vec<HostTensor> = inputs.iter().map(|t| (*t).clone()).collect();
+            let mut minus = plus.clone();
+            if let unitok::tensor::HostData::F32(v) = &mut plus[i].data {
+                v[e] += eps;
+            }
+            if let unitok::tensor::HostData::F32(v) = &mut minus[i].data {
+                v[e] -= eps;
+            }
+            let fd = ((loss(&plus) - loss(&minus)) / (2.0 * eps as f64)) as f32;
+            let err = (fd - got[e]).abs() / scale;
+            worst = worst.max(err);
+            assert!(err <= tol, "{label}: input {i} element {e}: gpu {} vs finite difference {fd} (error {err:.2e} of max |grad| {scale:.2e}, tol {tol:e})", got[e]);
+        }
+        eprintln!("{label}: input {i}: worst FD error {worst:.2e} of max |grad|");
+    }
+}

@@ -1,6 +1,7 @@
 //! Kernel and executor tests: every kernel against its CPU reference on the default adapter.
 
 mod attention;
+mod backward;
 mod cast;
 mod cli;
 mod common;

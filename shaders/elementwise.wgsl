@@ -83,3 +83,67 @@ fn transpose(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
         out[base + orow * rows + ocol] = tile[lid.x][lid.y];
     }
 }
+
+@group(0) @binding(0) var<uniform> pf: Params;
+@group(0) @binding(1) var<storage, read_write> outf: array<f32>;
+
+// out[i] = alpha (constants such as the seed gradient 1 of a loss).
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= pf.n) { return; }
+    outf[i] = pf.alpha;
+}
+
+// ---- backward ----
+
+@group(0) @binding(0) var<uniform> pg: Params;
+@group(0) @binding(1) var<storage, read> gx: array<f32>;
+@group(0) @binding(2) var<storage, read> gy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gout: array<f32>;
+
+fn unary_derivative(x: f32) -> f32 {
+    switch OP {
+        case 0u: {
+            // d/dx 0.5·x·(1 + erf(x/√2)) = Φ(x) + x·φ(x)
+            return 0.5 * (1.0 + erf_approx(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x);
+        }
+        case 1u: {
+            let k = 0.79788456080286536;
+            let t = tanh_safe(k * (x + 0.044715 * x * x * x));
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * x * x);
+        }
+        case 2u, 5u: { return pg.alpha; }
+        case 3u: { return select(0.0, 1.0, x >= pg.alpha && x <= pg.beta); }
+        default: { return 1.0; }
+    }
+}
+
+// dx = dy · f'(x)
+@compute @workgroup_size(256)
+fn unary_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= pg.n) { return; }
+    gout[i] = gy[i] * unary_derivative(gx[i]);
+}
+
+@group(0) @binding(0) var<uniform> pr: Params;
+@group(0) @binding(1) var<storage, read> rg: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rout: array<f32>;
+
+// The gradient of a broadcast operand: out[j] = Σ_{o, r} g[(o·nb + j)·inner + r], summed in a
+// fixed order (deterministic; WGSL has no float atomics). n = outer·nb·inner.
+@compute @workgroup_size(256)
+fn reduce_broadcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let j = linear_workgroup(wg, nwg) * WG + li;
+    if (j >= pr.nb) { return; }
+    let outer = pr.n / (pr.nb * pr.inner);
+    var s = 0.0;
+    for (var o = 0u; o < outer; o = o + 1u) {
+        let base = (o * pr.nb + j) * pr.inner;
+        for (var r = 0u; r < pr.inner; r = r + 1u) {
+            s = s + rg[base + r];
+        }
+    }
+    rout[j] = s;
+}

@@ -8,6 +8,7 @@
 //! See ARCHITECTURE.md for the path data takes.
 
 pub mod app;
+pub mod autodiff;
 pub mod bench;
 pub mod config;
 pub mod device;

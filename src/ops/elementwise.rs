@@ -108,6 +108,20 @@ impl Op for Unary {
             x.iter().map(|v| self.kind.apply(*v)).collect(),
         )?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None]);
+        };
+        let x = cx.inputs[0];
+        let xs = cx.g.shape(x).to_vec();
+        let gy = cx.g.reshape(gy, &xs)?;
+        let dx = match self.kind {
+            UnaryKind::Copy => gy,
+            UnaryKind::Scale(a) | UnaryKind::Affine(a, _) => cx.g.scale(gy, a)?,
+            kind => cx.g.apply1(UnaryGrad { kind }, &[x, gy])?,
+        };
+        Ok(vec![Some(dx)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
         let (alpha, beta) = match self.kind {
@@ -235,6 +249,32 @@ impl Op for Binary {
             .collect();
         Ok(vec![HostTensor::f32(&inputs[0].shape, out)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None, None]);
+        };
+        let (a, b) = (cx.inputs[0], cx.inputs[1]);
+        let g = &mut *cx.g;
+        let (da, db_full) = match self.kind {
+            BinaryKind::Add => (gy, gy),
+            BinaryKind::Sub => (gy, g.scale(gy, -1.0)?),
+            BinaryKind::Mul => (g.mul(gy, b)?, g.mul(gy, a)?),
+            BinaryKind::Geglu => {
+                // d/da = gy·b·gelu_tanh'(a); d/db = gy·gelu_tanh(a)
+                let gb = g.mul(gy, b)?;
+                let da = g.apply1(
+                    UnaryGrad {
+                        kind: UnaryKind::GeluTanh,
+                    },
+                    &[a, gb],
+                )?;
+                let ga = g.gelu_tanh(a)?;
+                (da, g.mul(gy, ga)?)
+            }
+        };
+        let db = to_operand_shape(g, db_full, b)?;
+        Ok(vec![Some(da), Some(db)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
         let (nb, inner) =
@@ -301,6 +341,12 @@ impl Op for Transpose {
         s.swap(r - 1, r - 2);
         Ok(vec![HostTensor::f32(&s, out)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        Ok(vec![match cx.grads[0] {
+            Some(gy) => Some(cx.g.transpose(gy)?),
+            None => None,
+        }])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let sh = &cx.input(0).shape;
         let r = sh.len();
@@ -320,7 +366,199 @@ impl Op for Transpose {
     }
 }
 
+/// Derivative of a unary kind at x (the CPU reference of `UnaryGrad`), in f64.
+pub fn unary_derivative_ref(kind: UnaryKind, x: f32) -> f32 {
+    let xd = x as f64;
+    match kind {
+        UnaryKind::GeluErf => {
+            let cdf = 0.5 * (1.0 + libm::erf(xd / std::f64::consts::SQRT_2));
+            (cdf + xd * (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt()) as f32
+        }
+        UnaryKind::GeluTanh => {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            let t = (k * (xd + 0.044715 * xd * xd * xd)).tanh();
+            (0.5 * (1.0 + t) + 0.5 * xd * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * xd * xd))
+                as f32
+        }
+        UnaryKind::Scale(a) | UnaryKind::Affine(a, _) => a,
+        UnaryKind::Clamp(lo, hi) => {
+            if x >= lo && x <= hi {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        UnaryKind::Copy => 1.0,
+    }
+}
+
+/// dx = dy · f'(x) for a unary kind; inputs (x, dy).
+#[derive(Clone, Debug)]
+pub struct UnaryGrad {
+    pub kind: UnaryKind,
+}
+
+impl Op for UnaryGrad {
+    fn name(&self) -> String {
+        format!("unary_grad({:?})", self.kind)
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x, g] = inputs else {
+            return Err(Error::shape(self.name(), "takes (x, dy)", &[]));
+        };
+        if x.numel() != g.numel() || x.dtype != DType::F32 || g.dtype != DType::F32 {
+            return Err(Error::shape(
+                self.name(),
+                "x and dy must be f32 with equal sizes",
+                &[&x.shape, &g.shape],
+            ));
+        }
+        Ok(vec![TensorDesc::f32(&x.shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (x, g) = (inputs[0].as_f32()?, inputs[1].as_f32()?);
+        let out = x
+            .iter()
+            .zip(g)
+            .map(|(x, g)| g * unary_derivative_ref(self.kind, *x))
+            .collect();
+        Ok(vec![HostTensor::f32(&inputs[0].shape, out)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let n = cx.input(0).numel();
+        let (alpha, beta) = match self.kind {
+            UnaryKind::Scale(a) => (a, 0.0),
+            UnaryKind::Clamp(lo, hi) => (lo, hi),
+            UnaryKind::Affine(a, b) => (a, b),
+            _ => (0.0, 0.0),
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("elementwise", "unary_grad").with("OP", self.kind.code()),
+            params: params(&Params {
+                n: n as u32,
+                alpha,
+                beta,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+            grid: [groups(n, WG), 1, 1],
+        }])
+    }
+}
+
+/// Sum a gradient of `a`'s shape down to the shape of an operand `b` that was broadcast onto
+/// it (the inverse of `Binary`'s broadcast); output has `b_shape`.
+#[derive(Clone, Debug)]
+pub struct ReduceBroadcast {
+    pub b_shape: Vec<usize>,
+}
+
+impl Op for ReduceBroadcast {
+    fn name(&self) -> String {
+        format!("reduce_broadcast(to {:?})", self.b_shape)
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [g] = inputs else {
+            return Err(Error::shape(self.name(), "takes one operand", &[]));
+        };
+        if broadcast_layout(&g.shape, &self.b_shape).is_none() {
+            return Err(Error::shape(
+                self.name(),
+                "target does not broadcast onto the gradient",
+                &[&g.shape, &self.b_shape],
+            ));
+        }
+        Ok(vec![TensorDesc::f32(&self.b_shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let g = inputs[0].as_f32()?;
+        let (nb, inner) = broadcast_layout(&inputs[0].shape, &self.b_shape)
+            .ok_or_else(|| Error::shape(self.name(), "bad broadcast", &[&inputs[0].shape]))?;
+        let mut out = vec![0.0f64; nb];
+        for (i, v) in g.iter().enumerate() {
+            out[(i / inner) % nb] += *v as f64;
+        }
+        Ok(vec![HostTensor::f32(
+            &self.b_shape,
+            out.into_iter().map(|v| v as f32).collect(),
+        )?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let n = cx.input(0).numel();
+        let (nb, inner) = broadcast_layout(&cx.input(0).shape, &self.b_shape)
+            .ok_or_else(|| Error::shape(self.name(), "bad broadcast", &[&cx.input(0).shape]))?;
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("elementwise", "reduce_broadcast"),
+            params: params(&Params {
+                n: n as u32,
+                nb: nb as u32,
+                inner: inner as u32,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::write(0)],
+            grid: [groups(nb, WG), 1, 1],
+        }])
+    }
+}
+
+/// The gradient for operand b of a broadcasting binary op: `g` summed down to b's shape.
+fn to_operand_shape(g: &mut Graph, grad: TensorId, b: TensorId) -> Result<TensorId> {
+    let bs = g.shape(b).to_vec();
+    if g.shape(grad) == bs.as_slice() {
+        return Ok(grad);
+    }
+    g.apply1(ReduceBroadcast { b_shape: bs }, &[grad])
+}
+
+/// A tensor filled with one value (no inputs).
+#[derive(Clone, Debug)]
+pub struct Fill {
+    pub shape: Vec<usize>,
+    pub value: f32,
+}
+
+impl Op for Fill {
+    fn name(&self) -> String {
+        format!("fill({})", self.value)
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        if !inputs.is_empty() {
+            return Err(Error::shape(self.name(), "takes no operands", &[]));
+        }
+        Ok(vec![TensorDesc::f32(&self.shape)])
+    }
+    fn cpu(&self, _inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        Ok(vec![HostTensor::f32(
+            &self.shape,
+            vec![self.value; self.shape.iter().product()],
+        )?])
+    }
+    fn encode(&self, _cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let n: usize = self.shape.iter().product();
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("elementwise", "fill"),
+            params: params(&Params {
+                n: n as u32,
+                alpha: self.value,
+                ..Default::default()
+            }),
+            binds: vec![Bind::write(0)],
+            grid: [groups(n, WG), 1, 1],
+        }])
+    }
+}
+
 impl Graph {
+    /// A constant tensor (recorded as a node, so it costs one dispatch per run).
+    pub fn constant_fill(&mut self, shape: &[usize], value: f32) -> Result<TensorId> {
+        self.apply1(
+            Fill {
+                shape: shape.to_vec(),
+                value,
+            },
+            &[],
+        )
+    }
     pub fn unary(&mut self, x: TensorId, kind: UnaryKind) -> Result<TensorId> {
         self.apply1(
             Unary {

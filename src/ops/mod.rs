@@ -164,6 +164,30 @@ pub trait Op: Debug + Send + Sync + 'static {
     fn accepts_chunked(&self, _i: usize) -> bool {
         false
     }
+    /// Reverse-mode rule: record into `cx.g` the ops that compute the gradient of the loss with
+    /// respect to each input, given the gradients of this op's outputs (`None` where an output
+    /// does not reach the loss). Return one entry per input (`None`: no gradient flows, e.g.
+    /// integer indices). Backward ops are ordinary graph nodes, so a training step is one graph.
+    fn backward(&self, cx: &mut BackwardCx) -> Result<Vec<Option<crate::graph::TensorId>>> {
+        Err(crate::error::Error::Graph(format!(
+            "{}: no backward rule (needed for the gradient of input shapes {:?})",
+            self.name(),
+            cx.inputs
+                .iter()
+                .map(|t| cx.g.shape(*t).to_vec())
+                .collect::<Vec<_>>()
+        )))
+    }
+}
+
+/// What a backward rule sees: the graph to record into, the forward node's inputs and outputs
+/// (saved activations are just these tensors, kept alive by the planner until their last
+/// backward use), and the incoming output gradients.
+pub struct BackwardCx<'a> {
+    pub g: &'a mut crate::graph::Graph,
+    pub inputs: &'a [crate::graph::TensorId],
+    pub outputs: &'a [crate::graph::TensorId],
+    pub grads: &'a [Option<crate::graph::TensorId>],
 }
 
 /// Uniform bytes from a `#[repr(C)]` params struct, padded to 16 bytes.

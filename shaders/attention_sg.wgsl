@@ -3,8 +3,9 @@
 // through workgroup memory: per key, invocation t of every group of 8 loads 4 of the key's
 // elements straight from the input (dims 4t..4t+3 of each 32-dim chunk) and subgroupBroadcast
 // hands them to every invocation. Each element is then loaded once per subgroup instead of
-// once per invocation, and there are no barriers at all (CPU implementations such as lavapipe
-// turn per-invocation loads of a shared address inside loops into gathers).
+// once per invocation, and there are no barriers at all. Made for CPU drivers (lavapipe /
+// llvmpipe), where any storage or workgroup load inside a loop becomes a scalar loop over the
+// invocations (even for an address all of them share) and a barrier is a coroutine switch.
 
 override BQ: u32 = 64u;        // query rows per workgroup (= invocations)
 override DV: u32 = 16u;        // vec4 slots per head row: 4, 8 or 16 (D <= 4·DV <= 64)
@@ -36,7 +37,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
-
 
 // This invocation's row state, 16 head-dim columns per matrix (column c = dims 4c..4c+3).
 // Blocks past DV/4 are never touched (the DV tests fold away once DV is specialised).

@@ -40,7 +40,7 @@ struct Params {
 pub const MAX_HEAD_DIM: usize = 64;
 /// Query rows per workgroup (one invocation each).
 const BQ: usize = 64;
-/// Most keys per K/V tile (the kernel's score array).
+/// Most keys per K/V tile of the portable kernel.
 const BK_MAX: usize = 64;
 /// Workgroup memory the K/V tiles may use: the WebGPU minimum, so every adapter fits.
 const TILE_BYTES: u64 = 16384;

@@ -17,8 +17,8 @@
 // (for a backward that recomputes the probabilities).
 
 override BQ: u32 = 64u;        // query rows per workgroup (= invocations)
-override BK: u32 = 32u;        // keys per K/V tile, a multiple of 16
-override DV: u32 = 16u;        // vec4 slots per head row: 4, 8, 16 or 32 (D <= 4·DV)
+override BK: u32 = 32u;        // keys per K/V tile, a multiple of 4
+override DV: u32 = 16u;        // vec4 slots per head row: 4, 8 or 16 (D <= 4·DV <= 64)
 
 // A finite "minus infinity" (WGSL has no infinity literal).
 const NEG: f32 = -3.0e38;
@@ -53,9 +53,8 @@ var<workgroup> vs: array<vec4<f32>, BK * DV>;
 
 // This invocation's row state, 16 head-dim columns per matrix (column c = dims 4c..4c+3).
 // Blocks past DV/4 are never touched (the DV tests fold away once DV is specialised).
-var<private> qr: array<mat4x4<f32>, 8>;  // q · scale · log2(e)
-var<private> orw: array<mat4x4<f32>, 8>; // unnormalised output
-var<private> acc: array<mat4x4<f32>, 8>; // sum of normalised head outputs (averaging)
+var<private> qr: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
+var<private> orw: array<mat4x4<f32>, 4>; // unnormalised output
 
 // Four elements of one head row starting at column `d` (zero past D).
 fn load4(base: u32, d: u32) -> vec4<f32> {
@@ -96,6 +95,19 @@ fn store16(base: u32, d: u32, m: mat4x4<f32>) {
     store4(base, d + 12u, m[3]);
 }
 
+// out[base + d..] = m, or += m when `add`.
+fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
+    var v = m;
+    if (add) {
+        let last = base + p.dim - 1u;
+        for (var c = 0u; c < 4u; c++) {
+            let e = base + d + 4u * c;
+            v[c] += vec4<f32>(out[min(e, last)], out[min(e + 1u, last)], out[min(e + 2u, last)], out[min(e + 3u, last)]);
+        }
+    }
+    store16(base, d, v);
+}
+
 // q·k over one 16-column block of key slot `b` (a vec4 index into ks).
 fn qk16(q: mat4x4<f32>, b: u32) -> vec4<f32> {
     return q[0] * ks[b] + q[1] * ks[b + 1u] + q[2] * ks[b + 2u] + q[3] * ks[b + 3u];
@@ -109,12 +121,6 @@ fn score(j: u32) -> f32 {
     if (DV > 8u) {
         a += qk16(qr[2], b + 8u);
         a += qk16(qr[3], b + 12u);
-    }
-    if (DV > 16u) {
-        a += qk16(qr[4], b + 16u);
-        a += qk16(qr[5], b + 20u);
-        a += qk16(qr[6], b + 24u);
-        a += qk16(qr[7], b + 28u);
     }
     return (a.x + a.y) + (a.z + a.w);
 }
@@ -136,12 +142,6 @@ fn pv(j: u32, w: f32) {
         orw[2] = pv16(orw[2], w, b + 8u);
         orw[3] = pv16(orw[3], w, b + 12u);
     }
-    if (DV > 16u) {
-        orw[4] = pv16(orw[4], w, b + 16u);
-        orw[5] = pv16(orw[5], w, b + 20u);
-        orw[6] = pv16(orw[6], w, b + 24u);
-        orw[7] = pv16(orw[7], w, b + 28u);
-    }
 }
 
 fn pv4(j: u32, w: vec4<f32>) {
@@ -155,7 +155,6 @@ fn scale_o(a: f32) {
     orw[0] *= a;
     if (DV > 4u) { orw[1] *= a; }
     if (DV > 8u) { orw[2] *= a; orw[3] *= a; }
-    if (DV > 16u) { orw[4] *= a; orw[5] *= a; orw[6] *= a; orw[7] *= a; }
 }
 
 // Mask keys k..k+3 for query row qi: past L, or after qi when causal.
@@ -189,8 +188,6 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     var h_end = wg.y + 1u;
     if (havg) { h_begin = 0u; h_end = p.heads; }
     let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    acc[0] = zero; acc[1] = zero; acc[2] = zero; acc[3] = zero;
-    acc[4] = zero; acc[5] = zero; acc[6] = zero; acc[7] = zero;
 
     for (var h = h_begin; h < h_end; h++) {
         let qbase = in_b + qi * p.in_row + p.q_col + h * p.in_head;
@@ -200,14 +197,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             qr[2] = load16(qbase, 32u) * p.scale;
             qr[3] = load16(qbase, 48u) * p.scale;
         }
-        if (DV > 16u) {
-            qr[4] = load16(qbase, 64u) * p.scale;
-            qr[5] = load16(qbase, 80u) * p.scale;
-            qr[6] = load16(qbase, 96u) * p.scale;
-            qr[7] = load16(qbase, 112u) * p.scale;
-        }
         orw[0] = zero; orw[1] = zero; orw[2] = zero; orw[3] = zero;
-        orw[4] = zero; orw[5] = zero; orw[6] = zero; orw[7] = zero;
         var m = NEG;
         var l = 0.0;
         for (var k0 = 0u; k0 < kend; k0 += BK) {
@@ -222,66 +212,34 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             }
             workgroupBarrier();
             let jend = min(BK, kend - k0);
-            // Groups of 16 keys: scores, one online-softmax update, then o += p·v.
-            for (var j = 0u; j < jend; j += 16u) {
-                var s0 = scores4(j);
-                var s1 = scores4(j + 4u);
-                var s2 = scores4(j + 8u);
-                var s3 = scores4(j + 12u);
-                let k = k0 + j;
-                s0 = mask4(s0, k, qi);
-                s1 = mask4(s1, k + 4u, qi);
-                s2 = mask4(s2, k + 8u, qi);
-                s3 = mask4(s3, k + 12u, qi);
+            // Groups of 4 keys: scores, one online-softmax update, then o = o·alpha + p·v.
+            // (Short groups: longer unrolled ones made driver compile times explode.)
+            for (var j = 0u; j < jend; j += 4u) {
+                let s = mask4(scores4(j), k0 + j, qi);
                 // Key 0 is valid for every row and the first group holds it, so m is a real
                 // logit from then on and masked keys get exp2(NEG − m) = 0.
-                let mn = max(m, max4(max(max(s0, s1), max(s2, s3))));
+                let mn = max(m, max4(s));
                 let alpha = exp2(m - mn);
                 scale_o(alpha);
-                let w0 = exp2(s0 - mn);
-                let w1 = exp2(s1 - mn);
-                let w2 = exp2(s2 - mn);
-                let w3 = exp2(s3 - mn);
-                l = l * alpha + dot((w0 + w1) + (w2 + w3), vec4<f32>(1.0));
-                pv4(j, w0);
-                pv4(j + 4u, w1);
-                pv4(j + 8u, w2);
-                pv4(j + 12u, w3);
+                let w = exp2(s - mn);
+                l = l * alpha + dot(w, vec4<f32>(1.0));
+                pv4(j, w);
                 m = mn;
             }
         }
-        let inv_l = 1.0 / l;
-        if (havg) {
-            acc[0] += orw[0] * inv_l;
-            if (DV > 4u) { acc[1] += orw[1] * inv_l; }
-            if (DV > 8u) { acc[2] += orw[2] * inv_l; acc[3] += orw[3] * inv_l; }
-            if (DV > 16u) {
-                acc[4] += orw[4] * inv_l; acc[5] += orw[5] * inv_l;
-                acc[6] += orw[6] * inv_l; acc[7] += orw[7] * inv_l;
-            }
-        } else if (row_ok) {
+        // Normalise; when averaging, the first head writes its share and later heads add
+        // theirs (the same invocation owns the row for every head, so nothing races).
+        var f = 1.0 / l;
+        if (havg) { f *= p.inv_heads; }
+        let add = havg && h != h_begin;
+        if (row_ok) {
             let ob = b * p.out_batch + i * p.out_row + h * p.out_head;
-            store16(ob, 0u, orw[0] * inv_l);
-            if (DV > 4u) { store16(ob, 16u, orw[1] * inv_l); }
-            if (DV > 8u) { store16(ob, 32u, orw[2] * inv_l); store16(ob, 48u, orw[3] * inv_l); }
-            if (DV > 16u) {
-                store16(ob, 64u, orw[4] * inv_l); store16(ob, 80u, orw[5] * inv_l);
-                store16(ob, 96u, orw[6] * inv_l); store16(ob, 112u, orw[7] * inv_l);
-            }
+            put16(ob, 0u, orw[0] * f, add);
+            if (DV > 4u) { put16(ob, 16u, orw[1] * f, add); }
+            if (DV > 8u) { put16(ob, 32u, orw[2] * f, add); put16(ob, 48u, orw[3] * f, add); }
         }
         if (save_lse && row_ok) {
             lse[(b * p.heads + h) * L + i] = (m + log2(l)) * LN2;
-        }
-    }
-    if (havg && row_ok) {
-        let ob = b * p.out_batch + i * p.out_row;
-        let s = p.inv_heads;
-        store16(ob, 0u, acc[0] * s);
-        if (DV > 4u) { store16(ob, 16u, acc[1] * s); }
-        if (DV > 8u) { store16(ob, 32u, acc[2] * s); store16(ob, 48u, acc[3] * s); }
-        if (DV > 16u) {
-            store16(ob, 64u, acc[4] * s); store16(ob, 80u, acc[5] * s);
-            store16(ob, 96u, acc[6] * s); store16(ob, 112u, acc[7] * s);
         }
     }
 }

@@ -3,11 +3,12 @@
 // through workgroup memory: per key, invocation t of every group of 8 loads 4 of the key's
 // elements straight from the input (dims 4t..4t+3 of each 32-dim chunk) and subgroupBroadcast
 // hands them to every invocation. Each element is then loaded once per subgroup instead of
-// once per invocation, and there are no barriers at all (CPU implementations such as lavapipe
-// turn per-invocation loads of a shared address inside loops into gathers).
+// once per invocation, and there are no barriers at all. Made for CPU drivers (lavapipe /
+// llvmpipe), where any storage or workgroup load inside a loop becomes a scalar loop over the
+// invocations (even for an address all of them share) and a barrier is a coroutine switch.
 
 override BQ: u32 = 64u;        // query rows per workgroup (= invocations)
-override DV: u32 = 16u;        // vec4 slots per head row: 4, 8, 16 or 32 (D <= 4·DV)
+override DV: u32 = 16u;        // vec4 slots per head row: 4, 8 or 16 (D <= 4·DV <= 64)
 
 // A finite "minus infinity" (WGSL has no infinity literal).
 const NEG: f32 = -3.0e38;
@@ -37,12 +38,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 
-
 // This invocation's row state, 16 head-dim columns per matrix (column c = dims 4c..4c+3).
 // Blocks past DV/4 are never touched (the DV tests fold away once DV is specialised).
-var<private> qr: array<mat4x4<f32>, 8>;  // q · scale · log2(e)
-var<private> orw: array<mat4x4<f32>, 8>; // unnormalised output
-var<private> acc: array<mat4x4<f32>, 8>; // sum of normalised head outputs (averaging)
+var<private> qr: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
+var<private> orw: array<mat4x4<f32>, 4>; // unnormalised output
 
 // Four elements of one head row starting at column `d` (zero past D). Branch-free: the
 // indices are clamped into the row and the extra elements selected away, so the loop bodies
@@ -81,6 +80,19 @@ fn store16(base: u32, d: u32, m: mat4x4<f32>) {
     store4(base, d + 12u, m[3]);
 }
 
+// out[base + d..] = m, or += m when `add`.
+fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
+    var v = m;
+    if (add) {
+        let last = base + p.dim - 1u;
+        for (var c = 0u; c < 4u; c++) {
+            let e = base + d + 4u * c;
+            v[c] += vec4<f32>(out[min(e, last)], out[min(e + 1u, last)], out[min(e + 2u, last)], out[min(e + 3u, last)]);
+        }
+    }
+    store16(base, d, v);
+}
+
 // q·k over one 32-dim chunk whose piece 4t..4t+3 this invocation holds in `kc`.
 fn qk32(qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
     var a = qa[0] * subgroupBroadcast(kc, 0u) + qa[1] * subgroupBroadcast(kc, 1u)
@@ -96,10 +108,6 @@ fn qk32(qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
 fn score(kb: u32, t4: u32) -> f32 {
     var a = qk32(qr[0], qr[1], load4(kb, t4));
     if (DV > 8u) { a += qk32(qr[2], qr[3], load4(kb, 32u + t4)); }
-    if (DV > 16u) {
-        a += qk32(qr[4], qr[5], load4(kb, 64u + t4));
-        a += qk32(qr[6], qr[7], load4(kb, 96u + t4));
-    }
     return (a.x + a.y) + (a.z + a.w);
 }
 
@@ -126,19 +134,9 @@ fn pv4(w: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> 
     return r;
 }
 
-// Row starts (head-relative) of the 16 keys of the current group, clamped into the sequence.
-var<private> vrow: array<u32, 16>;
-
-// Σ_j w_j · v_j over the 16 keys of the group for the 32-dim chunk at column `off`.
-fn pv16(off: u32, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) -> Pair {
-    let a = pv4(w0, load4(vrow[0], off), load4(vrow[1], off), load4(vrow[2], off), load4(vrow[3], off));
-    let b = pv4(w1, load4(vrow[4], off), load4(vrow[5], off), load4(vrow[6], off), load4(vrow[7], off));
-    let c = pv4(w2, load4(vrow[8], off), load4(vrow[9], off), load4(vrow[10], off), load4(vrow[11], off));
-    let d = pv4(w3, load4(vrow[12], off), load4(vrow[13], off), load4(vrow[14], off), load4(vrow[15], off));
-    var r: Pair;
-    r.lo = (a.lo + b.lo) + (c.lo + d.lo);
-    if (DV > 4u) { r.hi = (a.hi + b.hi) + (c.hi + d.hi); }
-    return r;
+// Σ_j w_j · v_j over the 4 keys of the group (head rows v0..v3) for the chunk at column `off`.
+fn pv_chunk(off: u32, w: vec4<f32>, v0: u32, v1: u32, v2: u32, v3: u32) -> Pair {
+    return pv4(w, load4(v0, off), load4(v1, off), load4(v2, off), load4(v3, off));
 }
 
 // Mask keys k..k+3 for query row qi: past L, or after qi when causal.
@@ -173,8 +171,6 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     var h_end = wg.y + 1u;
     if (havg) { h_begin = 0u; h_end = p.heads; }
     let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    acc[0] = zero; acc[1] = zero; acc[2] = zero; acc[3] = zero;
-    acc[4] = zero; acc[5] = zero; acc[6] = zero; acc[7] = zero;
 
     for (var h = h_begin; h < h_end; h++) {
         let qbase = in_b + qi * p.in_row + p.q_col + h * p.in_head;
@@ -184,110 +180,51 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             qr[2] = load16(qbase, 32u) * p.scale;
             qr[3] = load16(qbase, 48u) * p.scale;
         }
-        if (DV > 16u) {
-            qr[4] = load16(qbase, 64u) * p.scale;
-            qr[5] = load16(qbase, 80u) * p.scale;
-            qr[6] = load16(qbase, 96u) * p.scale;
-            qr[7] = load16(qbase, 112u) * p.scale;
-        }
         orw[0] = zero; orw[1] = zero; orw[2] = zero; orw[3] = zero;
-        orw[4] = zero; orw[5] = zero; orw[6] = zero; orw[7] = zero;
         var m = NEG;
         var l = 0.0;
         let hk = in_b + p.k_col + h * p.in_head;
         let hv = in_b + p.v_col + h * p.in_head;
-        // Groups of 16 keys: scores, one online-softmax update, o = o·alpha + p·v. The body is
-        // straight-line code; keys past the end are clamped to the last row and masked.
-        for (var k = 0u; k < kend; k += 16u) {
-            let r = p.in_row;
-            let e = L - 1u;
-            let s0 = mask4(vec4<f32>(
-                score(hk + min(k, e) * r, t4), score(hk + min(k + 1u, e) * r, t4),
-                score(hk + min(k + 2u, e) * r, t4), score(hk + min(k + 3u, e) * r, t4)), k, qi);
-            let s1 = mask4(vec4<f32>(
-                score(hk + min(k + 4u, e) * r, t4), score(hk + min(k + 5u, e) * r, t4),
-                score(hk + min(k + 6u, e) * r, t4), score(hk + min(k + 7u, e) * r, t4)), k + 4u, qi);
-            let s2 = mask4(vec4<f32>(
-                score(hk + min(k + 8u, e) * r, t4), score(hk + min(k + 9u, e) * r, t4),
-                score(hk + min(k + 10u, e) * r, t4), score(hk + min(k + 11u, e) * r, t4)), k + 8u, qi);
-            let s3 = mask4(vec4<f32>(
-                score(hk + min(k + 12u, e) * r, t4), score(hk + min(k + 13u, e) * r, t4),
-                score(hk + min(k + 14u, e) * r, t4), score(hk + min(k + 15u, e) * r, t4)), k + 12u, qi);
+        // Groups of 4 keys: scores, one online-softmax update, o = o·alpha + p·v. The body is
+        // straight-line code (keys past the end are clamped to the last row and masked) and
+        // short: longer unrolled groups made driver compile times explode.
+        let r = p.in_row;
+        let e = L - 1u;
+        for (var k = 0u; k < kend; k += 4u) {
+            let k0 = min(k, e) * r;
+            let k1 = min(k + 1u, e) * r;
+            let k2 = min(k + 2u, e) * r;
+            let k3 = min(k + 3u, e) * r;
+            let s = mask4(vec4<f32>(score(hk + k0, t4), score(hk + k1, t4), score(hk + k2, t4), score(hk + k3, t4)), k, qi);
             // Key 0 is valid for every row and the first group holds it, so m is a real
             // logit from then on and masked keys get exp2(NEG − m) = 0.
-            let mn = max(m, max4(max(max(s0, s1), max(s2, s3))));
+            let mn = max(m, max4(s));
             let alpha = exp2(m - mn);
-            let w0 = exp2(s0 - mn);
-            let w1 = exp2(s1 - mn);
-            let w2 = exp2(s2 - mn);
-            let w3 = exp2(s3 - mn);
-            l = l * alpha + dot((w0 + w1) + (w2 + w3), vec4<f32>(1.0));
+            let w = exp2(s - mn);
+            l = l * alpha + dot(w, vec4<f32>(1.0));
             m = mn;
-            vrow[0] = hv + min(k, e) * r;
-            vrow[1] = hv + min(k + 1u, e) * r;
-            vrow[2] = hv + min(k + 2u, e) * r;
-            vrow[3] = hv + min(k + 3u, e) * r;
-            vrow[4] = hv + min(k + 4u, e) * r;
-            vrow[5] = hv + min(k + 5u, e) * r;
-            vrow[6] = hv + min(k + 6u, e) * r;
-            vrow[7] = hv + min(k + 7u, e) * r;
-            vrow[8] = hv + min(k + 8u, e) * r;
-            vrow[9] = hv + min(k + 9u, e) * r;
-            vrow[10] = hv + min(k + 10u, e) * r;
-            vrow[11] = hv + min(k + 11u, e) * r;
-            vrow[12] = hv + min(k + 12u, e) * r;
-            vrow[13] = hv + min(k + 13u, e) * r;
-            vrow[14] = hv + min(k + 14u, e) * r;
-            vrow[15] = hv + min(k + 15u, e) * r;
-            let c0 = pv16(t4, w0, w1, w2, w3);
+            let c0 = pv_chunk(t4, w, hv + k0, hv + k1, hv + k2, hv + k3);
             orw[0] = orw[0] * alpha + c0.lo;
             if (DV > 4u) { orw[1] = orw[1] * alpha + c0.hi; }
             if (DV > 8u) {
-                let c1 = pv16(32u + t4, w0, w1, w2, w3);
+                let c1 = pv_chunk(32u + t4, w, hv + k0, hv + k1, hv + k2, hv + k3);
                 orw[2] = orw[2] * alpha + c1.lo;
                 orw[3] = orw[3] * alpha + c1.hi;
             }
-            if (DV > 16u) {
-                let c2 = pv16(64u + t4, w0, w1, w2, w3);
-                orw[4] = orw[4] * alpha + c2.lo;
-                orw[5] = orw[5] * alpha + c2.hi;
-                let c3 = pv16(96u + t4, w0, w1, w2, w3);
-                orw[6] = orw[6] * alpha + c3.lo;
-                orw[7] = orw[7] * alpha + c3.hi;
-            }
         }
-        let inv_l = 1.0 / l;
-        if (havg) {
-            acc[0] += orw[0] * inv_l;
-            if (DV > 4u) { acc[1] += orw[1] * inv_l; }
-            if (DV > 8u) { acc[2] += orw[2] * inv_l; acc[3] += orw[3] * inv_l; }
-            if (DV > 16u) {
-                acc[4] += orw[4] * inv_l; acc[5] += orw[5] * inv_l;
-                acc[6] += orw[6] * inv_l; acc[7] += orw[7] * inv_l;
-            }
-        } else if (row_ok) {
+        // Normalise; when averaging, the first head writes its share and later heads add
+        // theirs (the same invocation owns the row for every head, so nothing races).
+        var f = 1.0 / l;
+        if (havg) { f *= p.inv_heads; }
+        let add = havg && h != h_begin;
+        if (row_ok) {
             let ob = b * p.out_batch + i * p.out_row + h * p.out_head;
-            store16(ob, 0u, orw[0] * inv_l);
-            if (DV > 4u) { store16(ob, 16u, orw[1] * inv_l); }
-            if (DV > 8u) { store16(ob, 32u, orw[2] * inv_l); store16(ob, 48u, orw[3] * inv_l); }
-            if (DV > 16u) {
-                store16(ob, 64u, orw[4] * inv_l); store16(ob, 80u, orw[5] * inv_l);
-                store16(ob, 96u, orw[6] * inv_l); store16(ob, 112u, orw[7] * inv_l);
-            }
+            put16(ob, 0u, orw[0] * f, add);
+            if (DV > 4u) { put16(ob, 16u, orw[1] * f, add); }
+            if (DV > 8u) { put16(ob, 32u, orw[2] * f, add); put16(ob, 48u, orw[3] * f, add); }
         }
         if (save_lse && row_ok) {
             lse[(b * p.heads + h) * L + i] = (m + log2(l)) * LN2;
-        }
-    }
-    if (havg && row_ok) {
-        let ob = b * p.out_batch + i * p.out_row;
-        let s = p.inv_heads;
-        store16(ob, 0u, acc[0] * s);
-        if (DV > 4u) { store16(ob, 16u, acc[1] * s); }
-        if (DV > 8u) { store16(ob, 32u, acc[2] * s); store16(ob, 48u, acc[3] * s); }
-        if (DV > 16u) {
-            store16(ob, 64u, acc[4] * s); store16(ob, 80u, acc[5] * s);
-            store16(ob, 96u, acc[6] * s); store16(ob, 112u, acc[7] * s);
         }
     }
 }

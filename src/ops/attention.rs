@@ -35,11 +35,12 @@ struct Params {
     _p: u32,
 }
 
-/// Largest supported head dim (the kernel keeps a row of q and of the output in registers).
-pub const MAX_HEAD_DIM: usize = 128;
+/// Largest supported head dim (the kernels keep a row of q and of the output in registers;
+/// every UniTok tower uses 16 or 64).
+pub const MAX_HEAD_DIM: usize = 64;
 /// Query rows per workgroup (one invocation each).
 const BQ: usize = 64;
-/// Most keys per K/V tile (the kernel's score array).
+/// Most keys per K/V tile of the portable kernel.
 const BK_MAX: usize = 64;
 /// Workgroup memory the K/V tiles may use: the WebGPU minimum, so every adapter fits.
 const TILE_BYTES: u64 = 16384;
@@ -106,7 +107,7 @@ fn dims(op: &Attention, x: &TensorDesc) -> Result<(usize, usize, usize)> {
     Ok((b, l, d))
 }
 
-/// (vec4 slots per head row: 4, 8, 16 or 32; keys per tile: a multiple of 16) for head dim `d`.
+/// (vec4 slots per head row: 4, 8 or 16; keys per tile: a multiple of 4) for head dim `d`.
 fn tiles(d: usize) -> (usize, usize) {
     let dv = d.div_ceil(4).next_power_of_two().max(4);
     let bk = (TILE_BYTES as usize / (2 * 16 * dv)).min(BK_MAX);
@@ -210,6 +211,44 @@ impl Op for Attention {
         }
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        self.encode_with(cx, AttentionKernel::for_caps(cx.caps))
+    }
+}
+
+/// The two implementations of `Attention` (same results, same bindings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// `attention.wgsl`: one query row per invocation, K/V tiles through workgroup memory.
+    /// Runs everywhere; the choice for GPUs.
+    Portable,
+    /// `attention_sg.wgsl`: K/V elements loaded once per 8 invocations and shared by
+    /// subgroupBroadcast, no workgroup memory or barriers. Needs subgroups of at least 8; made
+    /// for CPU SIMD drivers (lavapipe/llvmpipe), where every load inside a loop is a scalar loop
+    /// over the invocations and barriers are coroutine switches.
+    Subgroup8,
+}
+
+impl AttentionKernel {
+    /// Subgroup8 where every subgroup is 8 wide (CPU drivers), else Portable.
+    pub fn for_caps(caps: &crate::device::Caps) -> Self {
+        if caps.subgroups && caps.subgroup_min == 8 && caps.subgroup_max == 8 {
+            AttentionKernel::Subgroup8
+        } else {
+            AttentionKernel::Portable
+        }
+    }
+}
+
+impl Attention {
+    /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;
+    /// tests use this to run both on one adapter).
+    pub fn encode_with(&self, cx: &EncodeCx, kind: AttentionKernel) -> Result<Vec<Dispatch>> {
+        if kind == AttentionKernel::Subgroup8 && !(cx.caps.subgroups && cx.caps.subgroup_min >= 8) {
+            return Err(Error::Invalid(format!(
+                "{}: the subgroup kernel needs subgroups of at least 8 invocations",
+                self.name()
+            )));
+        }
         let (b, l, d) = dims(self, cx.input(0))?;
         let h = self.heads;
         let (dv, bk) = tiles(d);
@@ -235,13 +274,13 @@ impl Op for Attention {
                 | (self.save_lse as u32) << 2,
             _p: 0,
         };
-        let sg = use_subgroups(cx.caps);
-        let kernel = if sg {
-            Kernel::new("attention_sg", "attention")
-        } else {
-            Kernel::new("attention", "attention").with("BK", bk as f64)
-        };
         // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
+        let kernel = match kind {
+            AttentionKernel::Subgroup8 => Kernel::new("attention_sg", "attention"),
+            AttentionKernel::Portable => {
+                Kernel::new("attention", "attention").with("BK", bk as f64)
+            }
+        };
         let kernel = kernel.with("BQ", BQ as f64).with("DV", dv as f64);
         let lse = if self.save_lse {
             Bind::write(1)
@@ -312,12 +351,6 @@ impl Graph {
             ))),
         }
     }
-}
-
-/// Whether the subgroup kernel can run: subgroups of at least 8 invocations (it broadcasts
-/// from lanes 0..7), unless UNITOK_NO_SUBGROUPS is set.
-fn use_subgroups(caps: &crate::device::Caps) -> bool {
-    caps.subgroups && caps.subgroup_min >= 8 && std::env::var_os("UNITOK_NO_SUBGROUPS").is_none()
 }
 
 /// 1/√D for a packed qkv shape (1 when the shape is invalid: `infer` then reports the error).

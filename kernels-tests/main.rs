@@ -15,6 +15,7 @@ mod mcq;
 mod model;
 mod naga;
 mod norm;
+mod optim;
 mod peak;
 mod pool;
 mod reduce;

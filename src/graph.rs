@@ -167,9 +167,14 @@ impl Graph {
         }
         for node in &self.nodes {
             let ins: Vec<&HostTensor> = node.inputs.iter().map(|t| &vals[t]).collect();
-            let outs = node.op.cpu(&ins)?;
+            let mut outs = node.op.cpu(&ins)?;
+            // In-place ops return the new values of the inputs they update after their outputs.
+            let updated = outs.split_off(node.outputs.len().min(outs.len()));
             for (t, v) in node.outputs.iter().zip(outs) {
                 vals.insert(*t, v);
+            }
+            for (i, v) in node.op.updated_inputs().into_iter().zip(updated) {
+                vals.insert(node.inputs[i], v);
             }
         }
         Ok(vals)

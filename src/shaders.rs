@@ -11,6 +11,7 @@ pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("cast_f16", include_str!("../shaders/cast_f16.wgsl")),
+    ("optim", include_str!("../shaders/optim.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),

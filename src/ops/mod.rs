@@ -24,6 +24,7 @@ pub mod gather;
 pub mod matmul;
 pub mod mcq;
 pub mod norm;
+pub mod optim;
 pub mod peak;
 pub mod pool;
 pub mod reduce;
@@ -163,6 +164,11 @@ pub trait Op: Debug + Send + Sync + 'static {
     /// larger than one storage binding). Ops that say yes must bind every chunk.
     fn accepts_chunked(&self, _i: usize) -> bool {
         false
+    }
+    /// Inputs this op overwrites in place (optimizer state, accumulators). Its `cpu` returns
+    /// their new values after its outputs, in this order.
+    fn updated_inputs(&self) -> Vec<usize> {
+        Vec::new()
     }
     /// Reverse-mode rule: record into `cx.g` the ops that compute the gradient of the loss with
     /// respect to each input, given the gradients of this op's outputs (`None` where an output

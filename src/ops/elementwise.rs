@@ -57,6 +57,21 @@ impl UnaryKind {
             UnaryKind::Affine(..) => 5.0,
         }
     }
+    /// The uniform block of a unary (or unary-gradient) kernel over n elements.
+    fn params(self, n: usize) -> Vec<u8> {
+        let (alpha, beta) = match self {
+            UnaryKind::Scale(a) => (a, 0.0),
+            UnaryKind::Clamp(lo, hi) => (lo, hi),
+            UnaryKind::Affine(a, b) => (a, b),
+            _ => (0.0, 0.0),
+        };
+        params(&Params {
+            n: n as u32,
+            alpha,
+            beta,
+            ..Default::default()
+        })
+    }
     pub fn apply(self, x: f32) -> f32 {
         match self {
             UnaryKind::GeluErf => gelu_erf_ref(x),
@@ -124,20 +139,9 @@ impl Op for Unary {
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
-        let (alpha, beta) = match self.kind {
-            UnaryKind::Scale(a) => (a, 0.0),
-            UnaryKind::Clamp(lo, hi) => (lo, hi),
-            UnaryKind::Affine(a, b) => (a, b),
-            _ => (0.0, 0.0),
-        };
         Ok(vec![Dispatch {
             kernel: Kernel::new("elementwise", "unary").with("OP", self.kind.code()),
-            params: params(&Params {
-                n: n as u32,
-                alpha,
-                beta,
-                ..Default::default()
-            }),
+            params: self.kind.params(n),
             binds: vec![Bind::read(0), Bind::write(0)],
             grid: [groups(n, WG), 1, 1],
         }])
@@ -426,20 +430,9 @@ impl Op for UnaryGrad {
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
-        let (alpha, beta) = match self.kind {
-            UnaryKind::Scale(a) => (a, 0.0),
-            UnaryKind::Clamp(lo, hi) => (lo, hi),
-            UnaryKind::Affine(a, b) => (a, b),
-            _ => (0.0, 0.0),
-        };
         Ok(vec![Dispatch {
             kernel: Kernel::new("elementwise", "unary_grad").with("OP", self.kind.code()),
-            params: params(&Params {
-                n: n as u32,
-                alpha,
-                beta,
-                ..Default::default()
-            }),
+            params: self.kind.params(n),
             binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
             grid: [groups(n, WG), 1, 1],
         }])

@@ -10,6 +10,7 @@ mod elementwise;
 mod executor;
 mod gather;
 mod io;
+mod loss;
 mod matmul;
 mod mcq;
 mod model;

@@ -12,6 +12,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("cast_f16", include_str!("../shaders/cast_f16.wgsl")),
     ("optim", include_str!("../shaders/optim.wgsl")),
+    ("loss", include_str!("../shaders/loss.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),

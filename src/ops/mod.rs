@@ -21,6 +21,7 @@ pub mod cast;
 pub mod conv;
 pub mod elementwise;
 pub mod gather;
+pub mod loss;
 pub mod matmul;
 pub mod mcq;
 pub mod norm;

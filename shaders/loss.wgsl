@@ -1,0 +1,59 @@
+// Reconstruction losses: mean |x − y| (L1) and mean (x − y)² (MSE) over all elements, and
+// their gradients. The forward is one workgroup with a fixed-order tree (deterministic).
+
+override KIND: u32 = 0u; // 0: L1, 1: MSE
+
+struct Params {
+    n: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> part: array<f32, 256>;
+
+fn term(d: f32) -> f32 {
+    if (KIND == 0u) { return abs(d); }
+    return d * d;
+}
+
+@compute @workgroup_size(256)
+fn loss_forward(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    for (var i = li; i < p.n; i = i + 256u) {
+        s = s + term(x[i] - y[i]);
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w / 2u) {
+        if (li < w) {
+            part[li] = part[li] + part[li + w];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        out[0] = part[0] / f32(p.n);
+    }
+}
+
+@group(0) @binding(0) var<uniform> pg: Params;
+@group(0) @binding(1) var<storage, read> gx: array<f32>;
+@group(0) @binding(2) var<storage, read> gy: array<f32>;
+@group(0) @binding(3) var<storage, read> gl: array<f32>; // dL/dloss, [1]
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+// d/dx of the mean loss (d/dy is its negation): L1 → sign(x − y)/n (0 at 0, as torch), MSE → 2(x − y)/n.
+@compute @workgroup_size(256)
+fn loss_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * 256u + li;
+    if (i >= pg.n) { return; }
+    let d = gx[i] - gy[i];
+    var g = 2.0 * d;
+    if (KIND == 0u) { g = sign(d); }
+    dx[i] = g * gl[0] / f32(pg.n);
+}

@@ -13,6 +13,13 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("cast_f16", include_str!("../shaders/cast_f16.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
+    (
+        "norm_backward",
+        concat!(
+            include_str!("../shaders/norm.wgsl"),
+            include_str!("../shaders/norm_backward.wgsl")
+        ),
+    ),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("gather", include_str!("../shaders/gather.wgsl")),
     ("mcq", include_str!("../shaders/mcq.wgsl")),

@@ -15,6 +15,13 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
+    (
+        "norm_backward",
+        concat!(
+            include_str!("../shaders/norm.wgsl"),
+            include_str!("../shaders/norm_backward.wgsl")
+        ),
+    ),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("gather", include_str!("../shaders/gather.wgsl")),
     ("mcq", include_str!("../shaders/mcq.wgsl")),

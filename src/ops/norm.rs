@@ -207,6 +207,9 @@ impl Op for LayerNorm {
         let y = layer_norm_ref(x, g, b, (x.len() / c, c, 1), self.eps);
         Ok(vec![HostTensor::f32(&inputs[0].shape, y)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        layer_norm_backward(cx, self.eps, false)
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let x = cx.input(0);
         let c = x.last();
@@ -256,6 +259,9 @@ impl Op for LayerNorm2d {
         );
         let y = layer_norm_ref(x, g, b, axis_layout(&inputs[0].shape, 1), self.eps);
         Ok(vec![HostTensor::f32(&inputs[0].shape, y)?])
+    }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        layer_norm_backward(cx, self.eps, true)
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let layout = axis_layout(&cx.input(0).shape, 1);
@@ -307,6 +313,19 @@ impl Op for L2NormChunks {
         }
         Ok(vec![HostTensor::f32(&inputs[0].shape, y)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None]);
+        };
+        let dx = cx.g.apply1(
+            L2NormChunksGrad {
+                chunk: self.chunk,
+                eps: self.eps,
+            },
+            &[cx.inputs[0], gy],
+        )?;
+        Ok(vec![Some(dx)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let rows = cx.input(0).numel() / self.chunk;
         Ok(vec![rows_dispatch(
@@ -317,6 +336,353 @@ impl Op for L2NormChunks {
             self.eps,
             vec![Bind::read(0), Bind::write(0)],
         )])
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct BwdParams {
+    outer: u32,
+    a: u32,
+    inner: u32,
+    tiles: u32,
+    eps: f32,
+    nb: u32,
+    rb: u32,
+    npos: u32,
+}
+
+/// Workgroups the partial-sum stage of the parameter gradients aims for, and the most blocks
+/// of positions it splits into (the final stage sums that many partials per channel).
+const PARTIAL_TARGET: usize = 1024;
+
+/// How the LayerNorm gradient kernels cover [outer, a, inner]: the partial-sum stage splits
+/// the positions (outer·inner) into `nb` blocks of `rb`.
+#[derive(Clone, Copy, Debug)]
+struct GradPlan {
+    outer: usize,
+    a: usize,
+    inner: usize,
+    /// rows layout: channel tiles of the partial kernel; `split` row lanes share a tile.
+    tiles: usize,
+    split: usize,
+    nb: usize,
+    rb: usize,
+}
+
+impl GradPlan {
+    fn new(shape: &[usize], nchw: bool) -> Self {
+        let (outer, a, inner) = if nchw {
+            axis_layout(shape, 1)
+        } else {
+            let c = shape.last().copied().unwrap_or(1).max(1);
+            (shape.iter().product::<usize>() / c, c, 1)
+        };
+        let npos = outer * inner;
+        let (tiles, split, lanes) = if nchw {
+            // one channel per workgroup, 256 invocations over the positions
+            (a, WG, WG)
+        } else {
+            let ct = a.next_power_of_two().min(WG);
+            (a.div_ceil(ct), WG / ct, WG / ct)
+        };
+        let nb = PARTIAL_TARGET
+            .div_ceil(tiles)
+            .clamp(1, npos.div_ceil(lanes).clamp(1, PARTIAL_TARGET));
+        let rb = npos.div_ceil(nb);
+        let nb = npos.div_ceil(rb);
+        GradPlan {
+            outer,
+            a,
+            inner,
+            tiles,
+            split,
+            nb,
+            rb,
+        }
+    }
+    fn npos(&self) -> usize {
+        self.outer * self.inner
+    }
+    fn params(&self, tiles: usize, eps: f32) -> Vec<u8> {
+        params(&BwdParams {
+            outer: self.outer as u32,
+            a: self.a as u32,
+            inner: self.inner as u32,
+            tiles: tiles as u32,
+            eps,
+            nb: self.nb as u32,
+            rb: self.rb as u32,
+            npos: self.npos() as u32,
+        })
+    }
+}
+
+/// CPU gradient of LayerNorm over the axis of [outer, a, inner]: (dx, dγ, dβ), f64 sums.
+fn layer_norm_grad_ref(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    (outer, a, inner): (usize, usize, usize),
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0f32; x.len()];
+    let mut dg = vec![0.0f64; a];
+    let mut db = vec![0.0f64; a];
+    for o in 0..outer {
+        for j in 0..inner {
+            let at = |i: usize| o * a * inner + i * inner + j;
+            let mean = (0..a).map(|i| x[at(i)] as f64).sum::<f64>() / a as f64;
+            let var = (0..a)
+                .map(|i| (x[at(i)] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / a as f64;
+            let rstd = 1.0 / (var + eps as f64).sqrt();
+            let xh = |i: usize| (x[at(i)] as f64 - mean) * rstd;
+            let gg = |i: usize| dy[at(i)] as f64 * gamma[i] as f64;
+            let m1 = (0..a).map(gg).sum::<f64>() / a as f64;
+            let m2 = (0..a).map(|i| gg(i) * xh(i)).sum::<f64>() / a as f64;
+            for i in 0..a {
+                dx[at(i)] = (rstd * (gg(i) - m1 - xh(i) * m2)) as f32;
+                dg[i] += dy[at(i)] as f64 * xh(i);
+                db[i] += dy[at(i)] as f64;
+            }
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (dx, f(dg), f(db))
+}
+
+/// Gradient of `LayerNorm` (`nchw` false: over the last dim) or `LayerNorm2d` (`nchw` true:
+/// over the channels of NCHW). Inputs (x, gamma, dy); outputs (dx, dgamma, dbeta). The
+/// statistics are recomputed from x. Three dispatches: the fused dx kernel (which also keeps
+/// each position's mean and rstd in scratch), per-block partial sums of dy·x̂ and dy, and their
+/// fixed-order total. Deterministic: no atomics.
+#[derive(Clone, Debug)]
+pub struct LayerNormGrad {
+    pub eps: f32,
+    pub nchw: bool,
+}
+
+impl Op for LayerNormGrad {
+    fn name(&self) -> String {
+        format!(
+            "{}_grad(eps={:e})",
+            if self.nchw {
+                "layer_norm2d"
+            } else {
+                "layer_norm"
+            },
+            self.eps
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x, g, dy] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 3));
+        };
+        check_f32_nonempty(&self.name(), inputs)?;
+        let shapes = [&x.shape[..], &g.shape[..], &dy.shape[..]];
+        if self.nchw && x.rank() != 4 {
+            return Err(Error::shape(
+                self.name(),
+                "x must be NCHW (rank 4)",
+                &shapes,
+            ));
+        }
+        if x.rank() < 1 {
+            return Err(Error::shape(self.name(), "x must have rank >= 1", &shapes));
+        }
+        if dy.shape != x.shape {
+            return Err(Error::shape(
+                self.name(),
+                "dy must have the shape of x",
+                &shapes,
+            ));
+        }
+        let c = if self.nchw { x.shape[1] } else { x.last() };
+        if g.shape != [c] {
+            return Err(Error::shape(
+                self.name(),
+                format!("gamma must be [{c}] (the normalised dim of x)"),
+                &shapes,
+            ));
+        }
+        Ok(vec![
+            TensorDesc::f32(&x.shape),
+            TensorDesc::f32(&[c]),
+            TensorDesc::f32(&[c]),
+        ])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (x, g, dy) = (
+            inputs[0].as_f32()?,
+            inputs[1].as_f32()?,
+            inputs[2].as_f32()?,
+        );
+        let p = GradPlan::new(&inputs[0].shape, self.nchw);
+        let (dx, dg, db) = layer_norm_grad_ref(x, g, dy, (p.outer, p.a, p.inner), self.eps);
+        Ok(vec![
+            HostTensor::f32(&inputs[0].shape, dx)?,
+            HostTensor::f32(&[p.a], dg)?,
+            HostTensor::f32(&[p.a], db)?,
+        ])
+    }
+    fn scratch(&self, inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
+        let p = GradPlan::new(&inputs[0].shape, self.nchw);
+        vec![
+            TensorDesc::f32(&[2 * p.npos()]),
+            TensorDesc::f32(&[2 * p.nb * p.a]),
+        ]
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let p = GradPlan::new(&cx.input(0).shape, self.nchw);
+        let dx_binds = vec![
+            Bind::read(0),
+            Bind::read(1),
+            Bind::read(2),
+            Bind::write(0),
+            Bind::scratch(0),
+        ];
+        let part_binds = vec![
+            Bind::read(0),
+            Bind::read(2),
+            Bind::scratch(0),
+            Bind::scratch(1),
+        ];
+        let (dx, partial) = if self.nchw {
+            let split = split_for(p.a, p.npos());
+            let tiles = p.inner.div_ceil(WG / split);
+            (
+                Dispatch {
+                    kernel: Kernel::new("norm_backward", "ln_cols_bwd").with("SPLIT", split as f64),
+                    params: p.params(tiles, self.eps),
+                    binds: dx_binds,
+                    grid: [(p.outer * tiles) as u32, 1, 1],
+                },
+                Dispatch {
+                    kernel: Kernel::new("norm_backward", "ln_cols_bwd_partial")
+                        .with("SPLIT", WG as f64),
+                    params: p.params(p.tiles, self.eps),
+                    binds: part_binds,
+                    grid: [(p.a * p.nb) as u32, 1, 1],
+                },
+            )
+        } else {
+            let tpr = threads_per_row(p.a);
+            (
+                Dispatch {
+                    kernel: Kernel::new("norm_backward", "ln_rows_bwd").with("TPR", tpr as f64),
+                    params: p.params(0, self.eps),
+                    binds: dx_binds,
+                    grid: [p.outer.div_ceil(WG / tpr) as u32, 1, 1],
+                },
+                Dispatch {
+                    kernel: Kernel::new("norm_backward", "ln_rows_bwd_partial")
+                        .with("SPLIT", p.split as f64),
+                    params: p.params(p.tiles, self.eps),
+                    binds: part_binds,
+                    grid: [(p.tiles * p.nb) as u32, 1, 1],
+                },
+            )
+        };
+        let fin = Dispatch {
+            kernel: Kernel::new("norm_backward", "ln_bwd_final"),
+            params: p.params(0, self.eps),
+            binds: vec![Bind::scratch(1), Bind::write(1), Bind::write(2)],
+            grid: [p.a.div_ceil(WG) as u32, 1, 1],
+        };
+        Ok(vec![dx, partial, fin])
+    }
+}
+
+/// The LayerNorm / LayerNorm2d backward rule: one `LayerNormGrad` node gives dx, dγ, dβ.
+fn layer_norm_backward(
+    cx: &mut super::BackwardCx,
+    eps: f32,
+    nchw: bool,
+) -> Result<Vec<Option<TensorId>>> {
+    let Some(gy) = cx.grads[0] else {
+        return Ok(vec![None, None, None]);
+    };
+    let (x, gamma) = (cx.inputs[0], cx.inputs[1]);
+    let out = cx.g.apply(LayerNormGrad { eps, nchw }, &[x, gamma, gy])?;
+    Ok(out.into_iter().map(Some).collect())
+}
+
+/// Gradient of `L2NormChunks`: inputs (x, dy), output dx. Per chunk, with y = x/‖x‖:
+/// dx = (dy − y·⟨dy, y⟩)/‖x‖ where ‖x‖ > eps, and dy/eps where the clamp is active.
+#[derive(Clone, Debug)]
+pub struct L2NormChunksGrad {
+    pub chunk: usize,
+    pub eps: f32,
+}
+
+impl Op for L2NormChunksGrad {
+    fn name(&self) -> String {
+        format!(
+            "l2_norm_chunks_grad(chunk={}, eps={:e})",
+            self.chunk, self.eps
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x, dy] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 2));
+        };
+        check_f32_nonempty(&self.name(), inputs)?;
+        if x.rank() < 1 || self.chunk == 0 || x.last() % self.chunk != 0 || dy.shape != x.shape {
+            return Err(Error::shape(
+                self.name(),
+                format!(
+                    "dy must have the shape of x, whose last dim must be a positive multiple of chunk {}",
+                    self.chunk
+                ),
+                &[&x.shape, &dy.shape],
+            ));
+        }
+        Ok(vec![TensorDesc::f32(&x.shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (x, dy) = (inputs[0].as_f32()?, inputs[1].as_f32()?);
+        let mut dx = vec![0.0f32; x.len()];
+        for ((xs, gs), ds) in x
+            .chunks(self.chunk)
+            .zip(dy.chunks(self.chunk))
+            .zip(dx.chunks_mut(self.chunk))
+        {
+            let norm = xs.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            if norm > self.eps as f64 {
+                let dot = xs
+                    .iter()
+                    .zip(gs)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+                    / norm;
+                for ((o, v), g) in ds.iter_mut().zip(xs).zip(gs) {
+                    *o = ((*g as f64 - *v as f64 / norm * dot) / norm) as f32;
+                }
+            } else {
+                for (o, g) in ds.iter_mut().zip(gs) {
+                    *o = (*g as f64 / self.eps as f64) as f32;
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(&inputs[0].shape, dx)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let rows = cx.input(0).numel() / self.chunk;
+        let tpr = threads_per_row(self.chunk);
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("norm_backward", "l2_rows_bwd").with("TPR", tpr as f64),
+            params: params(&BwdParams {
+                outer: rows as u32,
+                a: self.chunk as u32,
+                inner: 1,
+                eps: self.eps,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+            grid: [rows.div_ceil(WG / tpr) as u32, 1, 1],
+        }])
     }
 }
 
@@ -345,6 +711,37 @@ impl Graph {
     pub fn l2_normalize_chunks(&mut self, x: TensorId, chunk: usize) -> Result<TensorId> {
         self.apply1(L2NormChunks { chunk, eps: 1e-12 }, &[x])
     }
+    /// Gradients (dx, dgamma, dbeta) of `layer_norm` for the output gradient `dy`.
+    pub fn layer_norm_grad(
+        &mut self,
+        x: TensorId,
+        gamma: TensorId,
+        dy: TensorId,
+        eps: f32,
+    ) -> Result<(TensorId, TensorId, TensorId)> {
+        let o = self.apply(LayerNormGrad { eps, nchw: false }, &[x, gamma, dy])?;
+        Ok((o[0], o[1], o[2]))
+    }
+    /// Gradients (dx, dgamma, dbeta) of `layer_norm2d` for the output gradient `dy`.
+    pub fn layer_norm2d_grad(
+        &mut self,
+        x: TensorId,
+        gamma: TensorId,
+        dy: TensorId,
+        eps: f32,
+    ) -> Result<(TensorId, TensorId, TensorId)> {
+        let o = self.apply(LayerNormGrad { eps, nchw: true }, &[x, gamma, dy])?;
+        Ok((o[0], o[1], o[2]))
+    }
+    /// Gradient dx of `l2_normalize_chunks` (eps 1e-12) for the output gradient `dy`.
+    pub fn l2_normalize_chunks_grad(
+        &mut self,
+        x: TensorId,
+        dy: TensorId,
+        chunk: usize,
+    ) -> Result<TensorId> {
+        self.apply1(L2NormChunksGrad { chunk, eps: 1e-12 }, &[x, dy])
+    }
 }
 
 pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
@@ -361,14 +758,14 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
         Case {
             name: "layer_norm [2,5,257]".into(),
             op: Arc::new(LayerNorm { eps: 1e-6 }),
-            inputs: vec![x, g, b],
+            inputs: vec![x.clone(), g.clone(), b],
             atol: 1e-5,
             rtol: 1e-5,
         },
         Case {
             name: "layer_norm2d [2,7,5,9]".into(),
             op: Arc::new(LayerNorm2d { eps: 1e-6 }),
-            inputs: vec![x2, g2, b2],
+            inputs: vec![x2.clone(), g2.clone(), b2],
             atol: 1e-5,
             rtol: 1e-5,
         },
@@ -378,9 +775,39 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
                 chunk: 8,
                 eps: 1e-12,
             }),
-            inputs: vec![z],
+            inputs: vec![z.clone()],
             atol: 1e-6,
             rtol: 1e-5,
+        },
+        Case {
+            name: "layer_norm_grad [2,5,257]".into(),
+            op: Arc::new(LayerNormGrad {
+                eps: 1e-6,
+                nchw: false,
+            }),
+            inputs: vec![x.clone(), g, pseudo_random(&[2, 5, 257], 18, 1.0)],
+            atol: 1e-4,
+            rtol: 1e-4,
+        },
+        Case {
+            name: "layer_norm2d_grad [2,7,5,9]".into(),
+            op: Arc::new(LayerNormGrad {
+                eps: 1e-6,
+                nchw: true,
+            }),
+            inputs: vec![x2.clone(), g2, pseudo_random(&[2, 7, 5, 9], 19, 1.0)],
+            atol: 1e-4,
+            rtol: 1e-4,
+        },
+        Case {
+            name: "l2_norm_chunks_grad [3,24]/8".into(),
+            op: Arc::new(L2NormChunksGrad {
+                chunk: 8,
+                eps: 1e-12,
+            }),
+            inputs: vec![z, pseudo_random(&[3, 24], 20, 1.0)],
+            atol: 1e-5,
+            rtol: 1e-4,
         },
     ]
 }

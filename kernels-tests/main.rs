@@ -3,6 +3,7 @@
 mod attention;
 mod backward;
 mod backward_norm;
+mod backward_mm;
 mod cast;
 mod cli;
 mod common;

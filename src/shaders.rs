@@ -39,6 +39,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
     ("softmax", include_str!("../shaders/softmax.wgsl")),
+    ("backward_mm", include_str!("../shaders/backward_mm.wgsl")),
 ];
 
 /// Full source of a shader (prelude + file).

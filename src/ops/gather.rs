@@ -93,8 +93,134 @@ impl Op for GatherRows {
             })
             .collect())
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None, None]);
+        };
+        let (table, ids) = (cx.inputs[0], cx.inputs[1]);
+        let ts = cx.g.shape(table).to_vec();
+        let dt = cx.g.apply1(
+            GatherRowsGrad {
+                rows: ts[0],
+                groups: 1,
+            },
+            &[ids, gy],
+        )?;
+        let dt = cx.g.reshape(dt, &ts)?;
+        Ok(vec![Some(dt), None])
+    }
     fn accepts_chunked(&self, i: usize) -> bool {
         i == 0
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct ScatterParams {
+    n: u32,
+    g: u32,
+    k: u32,
+    d: u32,
+    eps: f32,
+    _p: [u32; 3],
+}
+
+/// Deterministic scatter-add, the table gradient of a row gather: with `groups` = G ids per
+/// token and `rows` = K table rows per group, ids U32 [..., G] and dy f32 [..., G, D] (or
+/// [..., G·D]) give out [G, K, D] with out[g, k, :] = Σ_t dy[t, g, :] over the tokens t whose
+/// id in group g is k, summed in token order (no atomics). Ids ≥ K contribute nothing.
+/// Inputs: ids, dy. For `GatherRows` G = 1 and the output is reshaped to [V, D].
+#[derive(Clone, Debug)]
+pub struct GatherRowsGrad {
+    pub rows: usize,
+    pub groups: usize,
+}
+
+impl GatherRowsGrad {
+    /// (tokens, row width) after checking the operands.
+    fn dims(&self, ids: &TensorDesc, dy: &TensorDesc) -> Result<(usize, usize)> {
+        let err = |m: &str| Error::shape(self.name(), m, &[&ids.shape, &dy.shape]);
+        if ids.dtype != DType::U32 || dy.dtype != DType::F32 {
+            return Err(err("needs U32 ids and f32 dy"));
+        }
+        let (g, k) = (self.groups, self.rows);
+        if g == 0 || k == 0 || ids.numel() == 0 || ids.rank() < 1 {
+            return Err(err("empty operands are not supported"));
+        }
+        if g > 1 && ids.last() != g {
+            return Err(err("ids must be [..., G]"));
+        }
+        let n = ids.numel() / g;
+        let d = dy.numel() / ids.numel().max(1);
+        if d == 0
+            || d * ids.numel() != dy.numel()
+            || dy.shape[..ids.rank() - 1] != ids.shape[..ids.rank() - 1]
+        {
+            return Err(err(
+                "dy must be [..., G·D] (or [ids..., D]) for ids [..., G]",
+            ));
+        }
+        if n * g * d >= u32::MAX as usize || g * k * d >= u32::MAX as usize {
+            return Err(err("more than 2^32 elements"));
+        }
+        Ok((n, d))
+    }
+}
+
+impl Op for GatherRowsGrad {
+    fn name(&self) -> String {
+        format!("gather_rows_grad(G={}, K={})", self.groups, self.rows)
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [ids, dy] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 2));
+        };
+        let (_, d) = self.dims(ids, dy)?;
+        Ok(vec![TensorDesc::f32(&[self.groups, self.rows, d])])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (ids, dy) = (inputs[0].as_u32()?, inputs[1].as_f32()?);
+        let (n, d) = self.dims(&inputs[0].desc(), &inputs[1].desc())?;
+        let (g, k) = (self.groups, self.rows);
+        let mut out = vec![0.0f32; g * k * d];
+        for t in 0..n {
+            for gi in 0..g {
+                let e = t * g + gi;
+                let id = ids[e] as usize;
+                if id < k {
+                    let o = &mut out[(gi * k + id) * d..(gi * k + id + 1) * d];
+                    for (a, b) in o.iter_mut().zip(&dy[e * d..(e + 1) * d]) {
+                        *a += *b;
+                    }
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(&[g, k, d], out)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (n, d) = self.dims(cx.input(0), cx.input(1))?;
+        let out = &cx.outputs[0];
+        if out.bytes() > cx.caps.max_storage_binding {
+            return Err(Error::Limit {
+                op: self.name(),
+                what: format!("table gradient {:?}", out.shape),
+                need: out.bytes(),
+                limit_name: "max_storage_buffer_binding_size",
+                limit: cx.caps.max_storage_binding,
+            });
+        }
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("backward_mm", "scatter_rows"),
+            params: params(&ScatterParams {
+                n: n as u32,
+                g: self.groups as u32,
+                k: self.rows as u32,
+                d: d as u32,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+            grid: [(self.groups * self.rows) as u32, 1, 1],
+        }])
     }
 }
 

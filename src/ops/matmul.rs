@@ -364,6 +364,84 @@ impl Op for Matmul {
         Ok(out)
     }
 
+    /// With A' = op(a), B' = op(b) and C = alpha·A'·B' (+ bias):
+    /// dA' = alpha·dC·B'ᵀ, dB' = alpha·A'ᵀ·dC, dbias = Σ_rows dC. Each is one `Matmul` on the
+    /// stored operands with other transpose flags; a shared b sums over the batch (folded into
+    /// the rows when a is untransposed, else a deterministic `ReduceBroadcast` over the batch);
+    /// the bias gradient is a deterministic column sum (`ReduceBroadcast` to [N]).
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gc) = cx.grads[0] else {
+            return Ok(vec![None; cx.inputs.len()]);
+        };
+        let (a, b) = (cx.inputs[0], cx.inputs[1]);
+        let (ash, bsh) = (cx.g.shape(a).to_vec(), cx.g.shape(b).to_vec());
+        let d = self.dims(&ash, &bsh, None)?;
+        let (ta, tb) = (self.trans_a, self.trans_b);
+        let mm = |ta: bool, tb: bool| {
+            let mut op = Matmul::new(ta, tb).scaled(self.alpha);
+            op.subgroups = self.subgroups;
+            op
+        };
+        // Data gradient of a.
+        let da = if !d.shared {
+            if ta {
+                // dA = B'·dCᵀ [K, M].
+                cx.g.apply1(mm(tb, true), &[b, gc])?
+            } else {
+                // dA = dC·B'ᵀ [M, K].
+                cx.g.apply1(mm(false, !tb), &[gc, b])?
+            }
+        } else {
+            // Shared b: dC·B'ᵀ per batch item (b is the shared operand), transposed for trans_a.
+            let x = cx.g.apply1(mm(false, !tb), &[gc, b])?;
+            if ta {
+                cx.g.transpose(x)?
+            } else {
+                x
+            }
+        };
+        // Weight gradient of b.
+        let db = if !d.shared {
+            if tb {
+                // dB = dCᵀ·A' [N, K].
+                cx.g.apply1(mm(true, ta), &[gc, a])?
+            } else {
+                // dB = A'ᵀ·dC [K, N].
+                cx.g.apply1(mm(!ta, false), &[a, gc])?
+            }
+        } else if !ta {
+            // Fold the batch into the rows: a [B·M, K], dC [B·M, N]; the product sums over it.
+            let rows = d.batch * d.m;
+            let a2 = cx.g.reshape(a, &[rows, d.k])?;
+            let g2 = cx.g.reshape(gc, &[rows, d.n])?;
+            if tb {
+                cx.g.apply1(mm(true, false), &[g2, a2])?
+            } else {
+                cx.g.apply1(mm(true, false), &[a2, g2])?
+            }
+        } else {
+            // a [batch..., K, M]: per-item products, then a fixed-order sum over the batch.
+            let per = if tb {
+                cx.g.apply1(mm(true, true), &[gc, a])?
+            } else {
+                cx.g.apply1(mm(false, false), &[a, gc])?
+            };
+            let flat = cx.g.reshape(per, &[d.batch, bsh[0], bsh[1]])?;
+            cx.g.apply1(
+                super::elementwise::ReduceBroadcast { b_shape: bsh },
+                &[flat],
+            )?
+        };
+        let mut out = vec![Some(da), Some(db)];
+        if cx.inputs.len() == 3 {
+            out.push(Some(cx.g.apply1(
+                super::elementwise::ReduceBroadcast { b_shape: vec![d.n] },
+                &[gc],
+            )?));
+        }
+        Ok(out)
+    }
+
     fn accepts_chunked(&self, i: usize) -> bool {
         // A transposed b ([N, K], a Linear weight) splits along N into column ranges of the
         // output; encode rejects the batched case.

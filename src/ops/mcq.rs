@@ -161,6 +161,16 @@ impl Op for McqArgmax {
             HostTensor::f32(&inputs[0].shape, codes)?,
         ])
     }
+    /// z: None (the straight-through estimator is built at the model level); codebooks: the
+    /// unit codes' gradient as for `McqLookup` at the chosen indices (the indices carry none).
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads.get(1).copied().flatten() else {
+            return Ok(vec![None, None]);
+        };
+        let dcb =
+            cx.g.apply1(McqCodeGrad, &[cx.inputs[1], cx.outputs[0], gy])?;
+        Ok(vec![None, Some(dcb)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let cb = &cx.input(1).shape;
         let (g, k, d) = (cb[0], cb[1], cb[2]);
@@ -233,6 +243,15 @@ impl Op for McqLookup {
         }
         Ok(vec![HostTensor::f32(&shape, out)?])
     }
+    /// Codebooks: the scatter-add and normalisation backward (`McqCodeGrad`); indices: None.
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None, None]);
+        };
+        let dcb =
+            cx.g.apply1(McqCodeGrad, &[cx.inputs[0], cx.inputs[1], gy])?;
+        Ok(vec![Some(dcb), None])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let cb = &cx.input(0).shape;
         let (g, k, d) = (cb[0], cb[1], cb[2]);
@@ -249,6 +268,100 @@ impl Op for McqLookup {
             }),
             binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
             grid: [groups(n * g, 256), 1, 1],
+        }])
+    }
+}
+
+/// Codebook gradient of the unit-code lookup. Inputs: codebooks [G, K, d], indices U32
+/// [..., G], dy f32 [..., G·d]; output [G, K, d]. Per code row (g, k): S = Σ dy rows of the
+/// tokens whose index in group g is k (in token order, no atomics), then the backward of
+/// ŵ = w / max(‖w‖, eps): (S − ŵ⟨ŵ, S⟩) / ‖w‖, or S / eps where ‖w‖ ≤ eps. One fused kernel.
+#[derive(Clone, Debug)]
+pub struct McqCodeGrad;
+
+/// The CPU reference of `McqCodeGrad` for one code row w with scattered sum s (f64).
+fn normalize_backward(w: &[f32], s: &[f64], out: &mut [f32]) {
+    let norm = w.iter().map(|x| *x as f64 * *x as f64).sum::<f64>().sqrt();
+    if norm > MCQ_EPS as f64 {
+        let dot: f64 = w.iter().zip(s).map(|(a, b)| *a as f64 / norm * b).sum();
+        for ((o, a), b) in out.iter_mut().zip(w).zip(s) {
+            *o = ((b - *a as f64 / norm * dot) / norm) as f32;
+        }
+    } else {
+        for (o, b) in out.iter_mut().zip(s) {
+            *o = (b / MCQ_EPS as f64) as f32;
+        }
+    }
+}
+
+impl Op for McqCodeGrad {
+    fn name(&self) -> String {
+        "mcq_code_grad".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [cb, idx, dy] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 3));
+        };
+        let codes = McqLookup.infer(&[cb, idx])?.remove(0);
+        if dy.dtype != DType::F32 || dy.shape != codes.shape {
+            return Err(Error::shape(
+                self.name(),
+                "dy must be f32 of the unit codes' shape [..., G·d]",
+                &[&cb.shape, &idx.shape, &dy.shape],
+            ));
+        }
+        if dy.numel() >= u32::MAX as usize || cb.numel() >= u32::MAX as usize {
+            return Err(Error::shape(
+                self.name(),
+                "more than 2^32 elements",
+                &[&cb.shape, &idx.shape, &dy.shape],
+            ));
+        }
+        Ok(vec![TensorDesc::f32(&cb.shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (cb, idx, dy) = (
+            inputs[0].as_f32()?,
+            inputs[1].as_u32()?,
+            inputs[2].as_f32()?,
+        );
+        let (g, k, d) = (inputs[0].shape[0], inputs[0].shape[1], inputs[0].shape[2]);
+        let mut s = vec![0.0f64; g * k * d];
+        for (e, &ix) in idx.iter().enumerate() {
+            let gi = e % g;
+            if (ix as usize) < k {
+                let r = gi * k + ix as usize;
+                for j in 0..d {
+                    s[r * d + j] += dy[e * d + j] as f64;
+                }
+            }
+        }
+        let mut out = vec![0.0f32; g * k * d];
+        for r in 0..g * k {
+            normalize_backward(
+                &cb[r * d..(r + 1) * d],
+                &s[r * d..(r + 1) * d],
+                &mut out[r * d..(r + 1) * d],
+            );
+        }
+        Ok(vec![HostTensor::f32(&inputs[0].shape, out)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let cb = &cx.input(0).shape;
+        let (g, k, d) = (cb[0], cb[1], cb[2]);
+        let n = cx.input(1).numel() / g;
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("backward_mm", "mcq_code_grad"),
+            params: params(&Params {
+                n: n as u32,
+                g: g as u32,
+                k: k as u32,
+                d: d as u32,
+                eps: MCQ_EPS,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::read(2), Bind::write(0)],
+            grid: [groups(g * k, 64), 1, 1],
         }])
     }
 }

@@ -6,7 +6,7 @@
 //! each column (`shaders/reduce.wgsl`). f32 accumulation; the CPU reference uses f64.
 
 use super::norm::{arity_err, axis_layout, check_f32_nonempty, cols_dispatch, rows_dispatch};
-use super::{Bind, Dispatch, EncodeCx, Op};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{HostTensor, TensorDesc};
@@ -57,6 +57,20 @@ impl Op for Mean {
         }
         Ok(vec![HostTensor::f32(&self.out_shape(&inputs[0].shape), y)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None]);
+        };
+        let x_shape = cx.g.shape(cx.inputs[0]).to_vec();
+        let dx = cx.g.apply1(
+            MeanGrad {
+                axis: self.axis,
+                x_shape,
+            },
+            &[gy],
+        )?;
+        Ok(vec![Some(dx)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let (outer, a, inner) = axis_layout(&cx.input(0).shape, self.axis);
         let binds = vec![Bind::read(0), Bind::write(0)];
@@ -64,6 +78,72 @@ impl Op for Mean {
             rows_dispatch("reduce", "mean_rows", outer, a, 0.0, binds)
         } else {
             cols_dispatch("reduce", "mean_cols", (outer, a, inner), 0.0, binds)
+        }])
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct GradParams {
+    total: u32,
+    a: u32,
+    inner: u32,
+    scale: f32,
+}
+
+/// The mean's backward: dy (x's shape without `axis`) divided by the axis length and
+/// broadcast back over it. Input dy; output dx of `x_shape`.
+#[derive(Clone, Debug)]
+pub struct MeanGrad {
+    pub axis: usize,
+    pub x_shape: Vec<usize>,
+}
+
+impl Op for MeanGrad {
+    fn name(&self) -> String {
+        format!("mean_grad(axis={}, x {:?})", self.axis, self.x_shape)
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [dy] = inputs else {
+            return Err(arity_err(&self.name(), inputs, 1));
+        };
+        check_f32_nonempty(&self.name(), inputs)?;
+        let ok = self.axis < self.x_shape.len()
+            && self.x_shape[self.axis] > 0
+            && Mean { axis: self.axis }.out_shape(&self.x_shape) == dy.shape
+            && self.x_shape.iter().product::<usize>() < u32::MAX as usize;
+        if !ok {
+            return Err(Error::shape(
+                self.name(),
+                "dy must be x's shape without the axis",
+                &[&dy.shape, &self.x_shape],
+            ));
+        }
+        Ok(vec![TensorDesc::f32(&self.x_shape)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let dy = inputs[0].as_f32()?;
+        let (outer, a, inner) = axis_layout(&self.x_shape, self.axis);
+        let mut dx = vec![0.0f32; outer * a * inner];
+        for (i, v) in dx.iter_mut().enumerate() {
+            let (o, j) = (i / (a * inner), i % inner);
+            *v = dy[o * inner + j] * (1.0 / a as f32);
+        }
+        Ok(vec![HostTensor::f32(&self.x_shape, dx)?])
+    }
+    fn encode(&self, _cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (outer, a, inner) = axis_layout(&self.x_shape, self.axis);
+        let total = outer * a * inner;
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("backward_mm", "mean_grad"),
+            params: params(&GradParams {
+                total: total as u32,
+                a: a as u32,
+                inner: inner as u32,
+                scale: 1.0 / a as f32,
+            }),
+            binds: vec![Bind::read(0), Bind::write(0)],
+            grid: [groups(total, 256), 1, 1],
         }])
     }
 }

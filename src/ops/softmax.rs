@@ -80,6 +80,13 @@ impl Op for Softmax {
         }
         Ok(vec![HostTensor::f32(&inputs[0].shape, y)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None]);
+        };
+        let y = cx.outputs[0];
+        Ok(vec![Some(cx.g.apply1(SoftmaxGrad, &[y, gy])?)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let (rows, n) = rows_cols(&cx.input(0).shape);
         let p = params(&Params {
@@ -96,6 +103,64 @@ impl Op for Softmax {
             kernel: Kernel::new("softmax", entry),
             params: p,
             binds: vec![Bind::read(0), Bind::write(0)],
+            grid: [grid, 1, 1],
+        }])
+    }
+}
+
+/// dx = y ⊙ (dy − Σ dy ⊙ y) along the last dim (the softmax backward, one fused kernel).
+/// Inputs: y (the softmax output), dy; output dx, same shape.
+#[derive(Clone, Debug)]
+pub struct SoftmaxGrad;
+
+impl Op for SoftmaxGrad {
+    fn name(&self) -> String {
+        "softmax_grad".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [y, dy] = inputs else {
+            return Err(Error::shape(self.name(), "takes y and dy", &[]));
+        };
+        if y.shape != dy.shape || dy.dtype != DType::F32 {
+            return Err(Error::shape(
+                self.name(),
+                "y and dy must be f32 of one shape",
+                &[&y.shape, &dy.shape],
+            ));
+        }
+        Softmax.infer(&[y])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (y, dy) = (inputs[0].as_f32()?, inputs[1].as_f32()?);
+        let (_, n) = rows_cols(&inputs[0].shape);
+        let mut dx = vec![0.0f32; y.len()];
+        for ((yr, gr), xr) in y
+            .chunks(n.max(1))
+            .zip(dy.chunks(n.max(1)))
+            .zip(dx.chunks_mut(n.max(1)))
+        {
+            let s: f64 = yr.iter().zip(gr).map(|(a, b)| *a as f64 * *b as f64).sum();
+            for ((o, a), b) in xr.iter_mut().zip(yr).zip(gr) {
+                *o = (*a as f64 * (*b as f64 - s)) as f32;
+            }
+        }
+        Ok(vec![HostTensor::f32(&inputs[0].shape, dx)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (rows, n) = rows_cols(&cx.input(0).shape);
+        let (entry, grid) = if n <= SMALL_ROW {
+            ("softmax_grad_small", groups(rows, 64))
+        } else {
+            ("softmax_grad_rows", rows as u32)
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("backward_mm", entry),
+            params: params(&Params {
+                rows: rows as u32,
+                n: n as u32,
+                ..Default::default()
+            }),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
             grid: [grid, 1, 1],
         }])
     }

@@ -2,6 +2,7 @@
 
 mod attention;
 mod backward;
+mod backward_conv;
 mod cast;
 mod cli;
 mod common;

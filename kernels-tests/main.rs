@@ -4,6 +4,7 @@ mod attention;
 mod backward;
 mod backward_norm;
 mod backward_mm;
+mod backward_conv;
 mod cast;
 mod cli;
 mod common;

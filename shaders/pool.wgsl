@@ -74,3 +74,63 @@ fn upsample2x(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let pl = r / p.ho;
     y[p.y_off + pl * p.ys_p + oh * p.wo + ow] = x[p.x_off + pl * p.xs_p + (oh / 2u) * p.w + ow / 2u];
 }
+
+// AvgPool2d backward: one invocation per input element (total = planes · h · w; here x is the
+// output gradient dy [planes, ho, wo] and y the input gradient dx [planes, h, w]).
+// dx[ih, iw] = Σ over the windows (oh, ow) that contain it of dy[oh, ow] / count(oh, ow), with
+// the forward's count rule. Windows containing ih: oh·s − pad ≤ ih < oh·s − pad + k.
+@compute @workgroup_size(256)
+fn avg_pool_bw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= p.total) {
+        return;
+    }
+    let iw = i % p.w;
+    let r = i / p.w;
+    let ih = r % p.h;
+    let pl = r / p.h;
+    let th = i32(ih + p.pad);
+    let tw = i32(iw + p.pad);
+    let k = i32(p.k);
+    let s = i32(p.s);
+    // oh from ⌈(th − k + 1) / s⌉ (at least 0) to min(th / s, ho − 1)
+    let oh0 = max(th - k + s, 0) / s;
+    let oh1 = min(th / s, i32(p.ho) - 1);
+    let ow0 = max(tw - k + s, 0) / s;
+    let ow1 = min(tw / s, i32(p.wo) - 1);
+    let xb = p.x_off + pl * p.xs_p;
+    var sum = 0.0;
+    for (var oh = oh0; oh <= oh1; oh++) {
+        let hs = oh * s - i32(p.pad);
+        let he = min(hs + k, i32(p.h + p.pad));
+        let h0 = max(hs, 0);
+        let h1 = min(he, i32(p.h));
+        for (var ow = ow0; ow <= ow1; ow++) {
+            let ws = ow * s - i32(p.pad);
+            let we = min(ws + k, i32(p.w + p.pad));
+            let w0 = max(ws, 0);
+            let w1 = min(we, i32(p.w));
+            let count = select((h1 - h0) * (w1 - w0), (he - hs) * (we - ws), p.include_pad != 0u);
+            sum += x[xb + u32(oh) * p.wo + u32(ow)] / f32(max(count, 1));
+        }
+    }
+    y[p.y_off + pl * p.ys_p + ih * p.w + iw] = sum;
+}
+
+// UpsampleNearest2x backward: dx[i, j] = Σ of the 2×2 block dy[2i..2i+2, 2j..2j+2] (x is dy
+// [planes, 2h, 2w], y is dx [planes, h, w]; total = planes · h · w).
+@compute @workgroup_size(256)
+fn upsample2x_bw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= p.total) {
+        return;
+    }
+    let j = i % p.w;
+    let r = i / p.w;
+    let ii = r % p.h;
+    let pl = r / p.h;
+    let b = p.x_off + pl * p.xs_p + (2u * ii) * p.wo + 2u * j;
+    let top = x[b] + x[b + 1u];
+    let bot = x[b + p.wo] + x[b + p.wo + 1u];
+    y[p.y_off + pl * p.ys_p + ii * p.w + j] = top + bot;
+}

@@ -27,6 +27,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("mcq", include_str!("../shaders/mcq.wgsl")),
     ("conv2d", include_str!("../shaders/conv2d.wgsl")),
     ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
+    (
+        "conv2d_backward",
+        include_str!("../shaders/conv2d_backward.wgsl"),
+    ),
     ("pool", include_str!("../shaders/pool.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     (

@@ -241,6 +241,10 @@ impl Op for Conv2d {
         Ok(vec![HostTensor::f32(&[g.n, g.cout, g.ho, g.wo], out)?])
     }
 
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        self.backward_rule(cx)
+    }
+
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
         let g = self.geom(&shapes)?;
@@ -348,6 +352,331 @@ impl Op for Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The forward geometry behind a gradient op: x shape [N, Cin, H, W] and w shape.
+    fn grad_geom(&self, op: &str, x: &[usize], w: &[usize], dy: &[usize]) -> Result<Geom> {
+        let g = self.geom(&[x, w]).map_err(|e| match e {
+            Error::Shape { msg, .. } => Error::shape(op, msg, &[x, w, dy]),
+            e => e,
+        })?;
+        if dy != [g.n, g.cout, g.ho, g.wo] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "output gradient must be [{}, {}, {}, {}]",
+                    g.n, g.cout, g.ho, g.wo
+                ),
+                &[x, w, dy],
+            ));
+        }
+        Ok(g)
+    }
+
+    /// Forward params for geometry `g`, dense NCHW strides, no tiling fields.
+    fn dense_params(&self, g: &Geom) -> ConvParams {
+        let (cin_g, cout_g) = (g.cin / self.groups, g.cout / self.groups);
+        ConvParams {
+            cin_g: cin_g as u32,
+            h: g.h as u32,
+            w: g.w as u32,
+            cout_g: cout_g as u32,
+            ho: g.ho as u32,
+            wo: g.wo as u32,
+            kh: g.kh as u32,
+            kw: g.kw as u32,
+            stride: self.stride as u32,
+            pad: self.padding as u32,
+            groups: self.groups as u32,
+            batch: g.n as u32,
+            xs_n: (g.cin * g.h * g.w) as u32,
+            xs_c: (g.h * g.w) as u32,
+            xs_h: g.w as u32,
+            x_off: 0,
+            ws_co: (cin_g * g.kh * g.kw) as i32,
+            ws_ci: (g.kh * g.kw) as i32,
+            ws_ky: g.kw as i32,
+            ws_kx: 1,
+            w_off: 0,
+            ys_n: (g.cout * g.ho * g.wo) as u32,
+            ys_c: (g.ho * g.wo) as u32,
+            ys_h: g.wo as u32,
+            y_off: 0,
+            ..Default::default()
+        }
+    }
+
+    fn backward_rule(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let n_in = cx.inputs.len();
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None; n_in]);
+        };
+        let (x, w) = (cx.inputs[0], cx.inputs[1]);
+        let xs = cx.g.shape(x).to_vec();
+        let ws = cx.g.shape(w).to_vec();
+        let dx = cx.g.apply1(
+            Conv2dBackwardData {
+                conv: self.clone(),
+                in_hw: [xs[2], xs[3]],
+            },
+            &[gy, w],
+        )?;
+        let dw = cx.g.apply1(
+            Conv2dBackwardWeight {
+                conv: self.clone(),
+                kernel: [ws[2], ws[3]],
+            },
+            &[x, gy],
+        )?;
+        let mut out = vec![Some(dx), Some(dw)];
+        if n_in == 3 {
+            let db = cx.g.apply1(
+                super::elementwise::ReduceBroadcast {
+                    b_shape: vec![ws[0], 1, 1],
+                },
+                &[gy],
+            )?;
+            out.push(Some(cx.g.reshape(db, &[ws[0]])?));
+        }
+        Ok(out)
+    }
+}
+
+/// Data gradient of `Conv2d`: dx [N, Cin, H, W] from dy [N, Cout, Ho, Wo] and w
+/// [Cout, Cin/groups, kh, kw] (a transposed convolution). `in_hw` is the forward input's
+/// H × W (not recoverable from Ho × Wo when the stride does not divide evenly).
+#[derive(Clone, Debug)]
+pub struct Conv2dBackwardData {
+    pub conv: Conv2d,
+    pub in_hw: [usize; 2],
+}
+
+impl Conv2dBackwardData {
+    fn geom(&self, shapes: &[&[usize]]) -> Result<Geom> {
+        let name = self.name();
+        let [dy, w] = shapes else {
+            return Err(Error::shape(name, "takes dy and w", shapes));
+        };
+        if dy.len() != 4 || w.len() != 4 {
+            return Err(Error::shape(
+                name,
+                "dy must be [N, Cout, Ho, Wo] and w [Cout, Cin/groups, kh, kw]",
+                shapes,
+            ));
+        }
+        let x = [dy[0], w[1] * self.conv.groups, self.in_hw[0], self.in_hw[1]];
+        self.conv.grad_geom(&name, &x, w, dy)
+    }
+}
+
+impl Op for Conv2dBackwardData {
+    fn name(&self) -> String {
+        format!(
+            "conv2d_backward_data(stride={}, padding={}, groups={}, in_hw={:?})",
+            self.conv.stride, self.conv.padding, self.conv.groups, self.in_hw
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
+        if inputs.iter().any(|d| d.dtype != DType::F32) {
+            return Err(Error::shape(self.name(), "needs f32 operands", &shapes));
+        }
+        let g = self.geom(&shapes)?;
+        Ok(vec![TensorDesc::f32(&[g.n, g.cin, g.h, g.w])])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+        let g = self.geom(&shapes)?;
+        let dy = inputs[0].as_f32()?;
+        let w = inputs[1].as_f32()?;
+        let grp = self.conv.groups;
+        let (cin_g, cout_g) = (g.cin / grp, g.cout / grp);
+        let (s, pad) = (self.conv.stride as isize, self.conv.padding as isize);
+        let mut dx = vec![0.0f64; g.n * g.cin * g.h * g.w];
+        for n in 0..g.n {
+            for co in 0..g.cout {
+                let gr = co / cout_g;
+                for oh in 0..g.ho {
+                    for ow in 0..g.wo {
+                        let d = dy[((n * g.cout + co) * g.ho + oh) * g.wo + ow] as f64;
+                        for ci in 0..cin_g {
+                            let c = gr * cin_g + ci;
+                            for ky in 0..g.kh {
+                                let ih = oh as isize * s - pad + ky as isize;
+                                if ih < 0 || ih >= g.h as isize {
+                                    continue;
+                                }
+                                for kx in 0..g.kw {
+                                    let iw = ow as isize * s - pad + kx as isize;
+                                    if iw < 0 || iw >= g.w as isize {
+                                        continue;
+                                    }
+                                    let wv = w[((co * cin_g + ci) * g.kh + ky) * g.kw + kx];
+                                    dx[((n * g.cin + c) * g.h + ih as usize) * g.w
+                                        + iw as usize] += wv as f64 * d;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(
+            &[g.n, g.cin, g.h, g.w],
+            dx.into_iter().map(|v| v as f32).collect(),
+        )?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
+        let g = self.geom(&shapes)?;
+        let cin_g = g.cin / self.conv.groups;
+        let tm = [1usize, 2, 4, 8]
+            .into_iter()
+            .find(|&t| t >= cin_g)
+            .unwrap_or(8);
+        let p_tiles = (g.h * g.w).div_ceil(WGX);
+        let m_tiles = cin_g.div_ceil(tm);
+        let tiles = p_tiles * m_tiles * self.conv.groups * g.n;
+        if tiles > u32::MAX as usize {
+            return Err(Error::shape(
+                self.name(),
+                format!("{tiles} workgroups is too many"),
+                &shapes,
+            ));
+        }
+        let p = ConvParams {
+            p_tiles: p_tiles as u32,
+            m_tiles: m_tiles as u32,
+            tiles: tiles as u32,
+            ..self.conv.dense_params(&g)
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("conv2d_backward", "conv_dx").with("TM", tm as f64),
+            params: params(&p),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+            grid: [tiles as u32, 1, 1],
+        }])
+    }
+}
+
+/// Weight gradient of `Conv2d`: dw [Cout, Cin/groups, kh, kw] from x [N, Cin, H, W] and dy
+/// [N, Cout, Ho, Wo], summed over N·Ho·Wo in a fixed order.
+#[derive(Clone, Debug)]
+pub struct Conv2dBackwardWeight {
+    pub conv: Conv2d,
+    pub kernel: [usize; 2],
+}
+
+impl Conv2dBackwardWeight {
+    fn geom(&self, shapes: &[&[usize]]) -> Result<Geom> {
+        let name = self.name();
+        let [x, dy] = shapes else {
+            return Err(Error::shape(name, "takes x and dy", shapes));
+        };
+        if x.len() != 4 || dy.len() != 4 {
+            return Err(Error::shape(
+                name,
+                "x must be [N, Cin, H, W] and dy [N, Cout, Ho, Wo]",
+                shapes,
+            ));
+        }
+        if self.conv.groups == 0 || x[1] % self.conv.groups != 0 {
+            return Err(Error::shape(
+                name,
+                format!("groups = {} must divide Cin", self.conv.groups),
+                shapes,
+            ));
+        }
+        let w = [
+            dy[1],
+            x[1] / self.conv.groups,
+            self.kernel[0],
+            self.kernel[1],
+        ];
+        self.conv.grad_geom(&name, x, &w, dy)
+    }
+}
+
+impl Op for Conv2dBackwardWeight {
+    fn name(&self) -> String {
+        format!(
+            "conv2d_backward_weight(stride={}, padding={}, groups={}, kernel={:?})",
+            self.conv.stride, self.conv.padding, self.conv.groups, self.kernel
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
+        if inputs.iter().any(|d| d.dtype != DType::F32) {
+            return Err(Error::shape(self.name(), "needs f32 operands", &shapes));
+        }
+        let g = self.geom(&shapes)?;
+        Ok(vec![TensorDesc::f32(&[
+            g.cout,
+            g.cin / self.conv.groups,
+            g.kh,
+            g.kw,
+        ])])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+        let g = self.geom(&shapes)?;
+        let x = inputs[0].as_f32()?;
+        let dy = inputs[1].as_f32()?;
+        let grp = self.conv.groups;
+        let (cin_g, cout_g) = (g.cin / grp, g.cout / grp);
+        let (s, pad) = (self.conv.stride as isize, self.conv.padding as isize);
+        let mut dw = vec![0.0f32; g.cout * cin_g * g.kh * g.kw];
+        for co in 0..g.cout {
+            let gr = co / cout_g;
+            for ci in 0..cin_g {
+                let c = gr * cin_g + ci;
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let mut acc = 0.0f64;
+                        for n in 0..g.n {
+                            for oh in 0..g.ho {
+                                let ih = oh as isize * s - pad + ky as isize;
+                                if ih < 0 || ih >= g.h as isize {
+                                    continue;
+                                }
+                                for ow in 0..g.wo {
+                                    let iw = ow as isize * s - pad + kx as isize;
+                                    if iw < 0 || iw >= g.w as isize {
+                                        continue;
+                                    }
+                                    acc += dy[((n * g.cout + co) * g.ho + oh) * g.wo + ow] as f64
+                                        * x[((n * g.cin + c) * g.h + ih as usize) * g.w
+                                            + iw as usize]
+                                            as f64;
+                                }
+                            }
+                        }
+                        dw[((co * cin_g + ci) * g.kh + ky) * g.kw + kx] = acc as f32;
+                    }
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(&[g.cout, cin_g, g.kh, g.kw], dw)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
+        let g = self.geom(&shapes)?;
+        let tiles = g.cout * (g.cin / self.conv.groups) * g.kh * g.kw;
+        if tiles > u32::MAX as usize || g.n * g.ho * g.wo > u32::MAX as usize {
+            return Err(Error::shape(self.name(), "too large", &shapes));
+        }
+        let p = ConvParams {
+            tiles: tiles as u32,
+            ..self.conv.dense_params(&g)
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("conv2d_backward", "conv_dw"),
+            params: params(&p),
+            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+            grid: [tiles as u32, 1, 1],
+        }])
+    }
+}
+
 impl Graph {
     /// 2-D convolution, NCHW: x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], bias [Cout].
     pub fn conv2d(
@@ -376,6 +705,7 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
     use std::sync::Arc;
     let x = pseudo_random(&[2, 6, 9, 7], 11, 1.0);
     let w3 = pseudo_random(&[10, 6, 3, 3], 12, 0.5);
+    let w3b = w3.clone();
     let w1 = pseudo_random(&[10, 6, 1, 1], 13, 0.5);
     let wd = pseudo_random(&[6, 1, 3, 3], 14, 0.5);
     let b10 = pseudo_random(&[10], 15, 1.0);
@@ -430,9 +760,37 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
         Case {
             name: "conv2d 1×1 [2,6,9,7]→40".into(),
             op: conv(1, 0, 1),
-            inputs: vec![x, w1_40, b40],
+            inputs: vec![x.clone(), w1_40, b40],
             atol: 1e-5,
             rtol: 1e-5,
+        },
+        Case {
+            name: "conv2d backward data 3×3 s2 p1 [2,10,5,4]→[2,6,9,7]".into(),
+            op: Arc::new(Conv2dBackwardData {
+                conv: Conv2d {
+                    stride: 2,
+                    padding: 1,
+                    groups: 1,
+                },
+                in_hw: [9, 7],
+            }),
+            inputs: vec![pseudo_random(&[2, 10, 5, 4], 20, 1.0), w3b],
+            atol: 1e-5,
+            rtol: 1e-5,
+        },
+        Case {
+            name: "conv2d backward weight 3×3 s2 p1 depthwise [2,6,9,7]".into(),
+            op: Arc::new(Conv2dBackwardWeight {
+                conv: Conv2d {
+                    stride: 2,
+                    padding: 1,
+                    groups: 6,
+                },
+                kernel: [3, 3],
+            }),
+            inputs: vec![x, pseudo_random(&[2, 6, 5, 4], 21, 1.0)],
+            atol: 1e-4,
+            rtol: 1e-4,
         },
     ]
 }

@@ -140,6 +140,20 @@ impl Op for AvgPool2d {
         }
         Ok(vec![HostTensor::f32(&[n, c, ho, wo], out)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let Some(gy) = cx.grads[0] else {
+            return Ok(vec![None]);
+        };
+        let xs = cx.g.shape(cx.inputs[0]).to_vec();
+        let dx = cx.g.apply1(
+            AvgPool2dBackward {
+                pool: self.clone(),
+                in_hw: [xs[2], xs[3]],
+            },
+            &[gy],
+        )?;
+        Ok(vec![Some(dx)])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let [n, c, h, w] = nchw(&self.name(), &[cx.input(0)])?;
         let (ho, wo) = self.out_hw(&cx.input(0).shape, h, w)?;
@@ -194,6 +208,12 @@ impl Op for UpsampleNearest2x {
         }
         Ok(vec![HostTensor::f32(&[n, c, ho, wo], out)?])
     }
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        Ok(vec![match cx.grads[0] {
+            Some(gy) => Some(cx.g.apply1(UpsampleNearest2xBackward, &[gy])?),
+            None => None,
+        }])
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let [n, c, h, w] = nchw(&self.name(), &[cx.input(0)])?;
         let total = n * c * 4 * h * w;
@@ -209,6 +229,181 @@ impl Op for UpsampleNearest2x {
         };
         Ok(vec![Dispatch {
             kernel: Kernel::new("pool", "upsample2x"),
+            params: params(&p),
+            binds: vec![Bind::read(0), Bind::write(0)],
+            grid: [groups(total, WG), 1, 1],
+        }])
+    }
+}
+
+/// Gradient of `AvgPool2d`: dx [N, C, H, W] from dy [N, C, Ho, Wo] (each output gradient
+/// spread over its window divided by that window's count). `in_hw` is the forward input's
+/// H × W (not recoverable from Ho × Wo when the stride does not divide evenly).
+#[derive(Clone, Debug)]
+pub struct AvgPool2dBackward {
+    pub pool: AvgPool2d,
+    pub in_hw: [usize; 2],
+}
+
+impl AvgPool2dBackward {
+    fn dims(&self, inputs: &[&TensorDesc]) -> Result<([usize; 4], usize, usize)> {
+        let [n, c, gh, gw] = nchw(&self.name(), inputs)?;
+        let [h, w] = self.in_hw;
+        let xs = [n, c, h, w];
+        if h == 0 || w == 0 {
+            return Err(Error::shape(self.name(), "empty input size", &[&xs]));
+        }
+        let (ho, wo) = self.pool.out_hw(&xs, h, w).map_err(|e| match e {
+            Error::Shape { msg, .. } => Error::shape(self.name(), msg, &[&xs]),
+            e => e,
+        })?;
+        if (gh, gw) != (ho, wo) {
+            return Err(Error::shape(
+                self.name(),
+                format!("output gradient must be [{n}, {c}, {ho}, {wo}]"),
+                &[&inputs[0].shape],
+            ));
+        }
+        Ok((xs, ho, wo))
+    }
+}
+
+impl Op for AvgPool2dBackward {
+    fn name(&self) -> String {
+        format!(
+            "avg_pool2d_backward(kernel={}, stride={}, padding={}, count_include_pad={}, in_hw={:?})",
+            self.pool.kernel,
+            self.pool.stride,
+            self.pool.padding,
+            self.pool.count_include_pad,
+            self.in_hw
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let (xs, _, _) = self.dims(inputs)?;
+        Ok(vec![TensorDesc::f32(&xs)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let d = inputs.iter().map(|t| t.desc()).collect::<Vec<_>>();
+        let ([n, c, h, w], ho, wo) = self.dims(&d.iter().collect::<Vec<_>>())?;
+        let gy = inputs[0].as_f32()?;
+        let (k, s, pad) = (
+            self.pool.kernel as isize,
+            self.pool.stride as isize,
+            self.pool.padding as isize,
+        );
+        let mut dx = vec![0.0f64; n * c * h * w];
+        for pl in 0..n * c {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let (hs, ws) = (oh as isize * s - pad, ow as isize * s - pad);
+                    let (he, we) = (
+                        (hs + k).min(h as isize + pad),
+                        (ws + k).min(w as isize + pad),
+                    );
+                    let (h0, w0, h1, w1) =
+                        (hs.max(0), ws.max(0), he.min(h as isize), we.min(w as isize));
+                    let count = if self.pool.count_include_pad {
+                        (he - hs) * (we - ws)
+                    } else {
+                        (h1 - h0) * (w1 - w0)
+                    };
+                    let v = gy[(pl * ho + oh) * wo + ow] as f64 / count.max(1) as f64;
+                    for ih in h0..h1 {
+                        for iw in w0..w1 {
+                            dx[(pl * h + ih as usize) * w + iw as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(
+            &[n, c, h, w],
+            dx.into_iter().map(|v| v as f32).collect(),
+        )?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let ([n, c, h, w], ho, wo) = self.dims(&[cx.input(0)])?;
+        let total = n * c * h * w;
+        let p = PoolParams {
+            total: total as u32,
+            h: h as u32,
+            w: w as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            k: self.pool.kernel as u32,
+            s: self.pool.stride as u32,
+            pad: self.pool.padding as u32,
+            include_pad: self.pool.count_include_pad as u32,
+            xs_p: (ho * wo) as u32,
+            ys_p: (h * w) as u32,
+            ..Default::default()
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("pool", "avg_pool_bw"),
+            params: params(&p),
+            binds: vec![Bind::read(0), Bind::write(0)],
+            grid: [groups(total, WG), 1, 1],
+        }])
+    }
+}
+
+/// Gradient of `UpsampleNearest2x`: [N, C, 2H, 2W] → [N, C, H, W], each 2×2 block summed.
+#[derive(Clone, Debug)]
+pub struct UpsampleNearest2xBackward;
+
+impl UpsampleNearest2xBackward {
+    fn dims(&self, inputs: &[&TensorDesc]) -> Result<[usize; 4]> {
+        let [n, c, h2, w2] = nchw(&self.name(), inputs)?;
+        if h2 % 2 != 0 || w2 % 2 != 0 {
+            return Err(Error::shape(
+                self.name(),
+                "gradient height and width must be even",
+                &[&inputs[0].shape],
+            ));
+        }
+        Ok([n, c, h2 / 2, w2 / 2])
+    }
+}
+
+impl Op for UpsampleNearest2xBackward {
+    fn name(&self) -> String {
+        "upsample_nearest2x_backward".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        Ok(vec![TensorDesc::f32(&self.dims(inputs)?)])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let d = inputs.iter().map(|t| t.desc()).collect::<Vec<_>>();
+        let [n, c, h, w] = self.dims(&d.iter().collect::<Vec<_>>())?;
+        let gy = inputs[0].as_f32()?;
+        let (ho, wo) = (2 * h, 2 * w);
+        let mut dx = vec![0.0f32; n * c * h * w];
+        for pl in 0..n * c {
+            for i in 0..h {
+                for j in 0..w {
+                    let b = (pl * ho + 2 * i) * wo + 2 * j;
+                    dx[(pl * h + i) * w + j] = (gy[b] + gy[b + 1]) + (gy[b + wo] + gy[b + wo + 1]);
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(&[n, c, h, w], dx)?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let [n, c, h, w] = self.dims(&[cx.input(0)])?;
+        let total = n * c * h * w;
+        let p = PoolParams {
+            total: total as u32,
+            h: h as u32,
+            w: w as u32,
+            ho: (2 * h) as u32,
+            wo: (2 * w) as u32,
+            xs_p: (4 * h * w) as u32,
+            ys_p: (h * w) as u32,
+            ..Default::default()
+        };
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("pool", "upsample2x_bw"),
             params: params(&p),
             binds: vec![Bind::read(0), Bind::write(0)],
             grid: [groups(total, WG), 1, 1],
@@ -266,6 +461,28 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
             inputs: vec![x],
             atol: 0.0,
             rtol: 0.0,
+        },
+        Case {
+            name: "avg_pool2d backward 3×3 s2 p1 include-pad [2,3,5,4]→[2,3,9,7]".into(),
+            op: Arc::new(AvgPool2dBackward {
+                pool: AvgPool2d {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                    count_include_pad: true,
+                },
+                in_hw: [9, 7],
+            }),
+            inputs: vec![pseudo_random(&[2, 3, 5, 4], 22, 1.0)],
+            atol: 1e-6,
+            rtol: 1e-5,
+        },
+        Case {
+            name: "upsample_nearest2x backward [2,3,18,14]".into(),
+            op: Arc::new(UpsampleNearest2xBackward),
+            inputs: vec![pseudo_random(&[2, 3, 18, 14], 23, 1.0)],
+            atol: 1e-6,
+            rtol: 1e-6,
         },
     ]
 }

@@ -2,6 +2,7 @@
 
 mod attention;
 mod backward;
+mod backward_attention;
 mod cast;
 mod cli;
 mod common;

@@ -692,7 +692,7 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
         head_average,
         save_lse,
     };
-    vec![
+    let mut cases = vec![
         Case {
             name: "attention 2 heads D=16 L=77 causal".into(),
             op: Arc::new(att(2, true, false, true, 16)),
@@ -707,5 +707,28 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
             atol: 2e-5,
             rtol: 1e-4,
         },
-    ]
+    ];
+    // The backward kernels, with the lse of the real forward (falls back to zeros, which the
+    // reference handles the same way, if the forward reference ever failed).
+    let x = pseudo_random(&[2, 19, 3 * 2 * 16], 23, 1.5);
+    let lse = att(2, true, false, true, 16)
+        .cpu(&[&x])
+        .ok()
+        .and_then(|mut v| v.pop())
+        .unwrap_or_else(|| HostTensor::zeros(&[2, 2, 19]));
+    cases.push(Case {
+        name: "attention_backward 2 heads D=16 L=19 causal".into(),
+        op: Arc::new(AttentionBackward {
+            heads: 2,
+            causal: true,
+            scale: 0.25,
+            head_average: false,
+            has_dout: true,
+            has_glse: false,
+        }),
+        inputs: vec![x, lse, pseudo_random(&[2, 19, 2 * 16], 24, 1.0)],
+        atol: 2e-5,
+        rtol: 1e-3,
+    });
+    cases
 }

@@ -5,6 +5,7 @@ mod backward;
 mod backward_norm;
 mod backward_mm;
 mod backward_conv;
+mod backward_attention;
 mod cast;
 mod cli;
 mod common;

@@ -42,6 +42,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
+    (
+        "attention_backward",
+        include_str!("../shaders/attention_backward.wgsl"),
+    ),
     ("softmax", include_str!("../shaders/softmax.wgsl")),
     ("backward_mm", include_str!("../shaders/backward_mm.wgsl")),
 ];

@@ -213,6 +213,44 @@ impl Op for Attention {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         self.encode_with(cx, AttentionKernel::for_caps(cx.caps))
     }
+    /// Flash-style backward: one `AttentionBackward` node recomputes the probabilities from
+    /// qkv and the log-sum-exp. A forward that saved lse hands it over; otherwise the rule
+    /// records one more forward of the same qkv with `save_lse` (a recompute: a training graph
+    /// that wants to avoid it builds the forward with `Graph::attention_with_lse`).
+    fn backward(&self, cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        let gout = cx.grads.first().copied().flatten();
+        let glse = if self.save_lse {
+            cx.grads.get(1).copied().flatten()
+        } else {
+            None
+        };
+        if gout.is_none() && glse.is_none() {
+            return Ok(vec![None]);
+        }
+        let qkv = cx.inputs[0];
+        let lse = if self.save_lse {
+            cx.outputs[1]
+        } else {
+            let fwd = Attention {
+                save_lse: true,
+                ..self.clone()
+            };
+            let outs = cx.g.apply(fwd, &[qkv])?;
+            outs[1]
+        };
+        let op = AttentionBackward {
+            heads: self.heads,
+            causal: self.causal,
+            scale: self.scale,
+            head_average: self.head_average,
+            has_dout: gout.is_some(),
+            has_glse: glse.is_some(),
+        };
+        let mut ins = vec![qkv, lse];
+        ins.extend(gout);
+        ins.extend(glse);
+        Ok(vec![Some(cx.g.apply1(op, &ins)?)])
+    }
 }
 
 /// The two implementations of `Attention` (same results, same bindings).
@@ -300,6 +338,254 @@ impl Attention {
     }
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct BackParams {
+    seq: u32,
+    heads: u32,
+    dim: u32,
+    in_row: u32,
+    in_batch: u32,
+    k_col: u32,
+    v_col: u32,
+    do_row: u32,
+    do_batch: u32,
+    do_head: u32,
+    scale: f32,
+    do_mul: f32,
+    /// 1: causal, 2: dout present, 4: glse present.
+    flags: u32,
+    _p: [u32; 3],
+}
+
+/// Rows (queries or keys) per workgroup of the backward kernels.
+const BWD_WG: usize = 64;
+
+/// Gradient of `Attention` with respect to its packed qkv: dqkv [B, L, 3·H·D], packed the
+/// same way. Inputs: qkv [B, L, 3·H·D], the forward's log-sum-exp [B, H, L], then (when
+/// `has_dout`) the output gradient [B, L, H·D] (or [B, L, D] with `head_average`) and (when
+/// `has_glse`) the gradient reaching the lse output [B, H, L]. The probabilities are
+/// recomputed as exp(scale·q·k − lse) (nothing L×L is stored); see attention_backward.wgsl.
+#[derive(Clone, Debug)]
+pub struct AttentionBackward {
+    pub heads: usize,
+    pub causal: bool,
+    pub scale: f32,
+    pub head_average: bool,
+    pub has_dout: bool,
+    pub has_glse: bool,
+}
+
+impl AttentionBackward {
+    fn forward(&self) -> Attention {
+        Attention {
+            heads: self.heads,
+            causal: self.causal,
+            scale: self.scale,
+            head_average: self.head_average,
+            save_lse: true,
+        }
+    }
+    /// (B, L, D) after checking every operand.
+    fn check(&self, inputs: &[&TensorDesc]) -> Result<(usize, usize, usize)> {
+        let name = self.name();
+        let want = 2 + self.has_dout as usize + self.has_glse as usize;
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+        if !self.has_dout && !self.has_glse {
+            return Err(Error::shape(
+                name,
+                "needs the output gradient, the lse gradient or both",
+                &shapes,
+            ));
+        }
+        if inputs.len() != want {
+            return Err(Error::shape(
+                name,
+                format!("takes {want} operands (qkv, lse, then the present gradients)"),
+                &shapes,
+            ));
+        }
+        let (b, l, d) = dims(&self.forward(), inputs[0])?;
+        let h = self.heads;
+        let od = if self.head_average { d } else { h * d };
+        let mut expect: Vec<(&str, Vec<usize>)> = vec![("lse", vec![b, h, l])];
+        if self.has_dout {
+            expect.push(("output gradient", vec![b, l, od]));
+        }
+        if self.has_glse {
+            expect.push(("lse gradient", vec![b, h, l]));
+        }
+        for (k, (what, shape)) in expect.iter().enumerate() {
+            let t = inputs[1 + k];
+            if t.dtype != DType::F32 || &t.shape != shape {
+                return Err(Error::shape(
+                    name,
+                    format!("{what} must be f32 {shape:?}"),
+                    &shapes,
+                ));
+            }
+        }
+        Ok((b, l, d))
+    }
+}
+
+impl Op for AttentionBackward {
+    fn name(&self) -> String {
+        format!(
+            "attention_backward(heads={}{}{}{}{})",
+            self.heads,
+            if self.causal { ", causal" } else { "" },
+            if self.head_average {
+                ", head_average"
+            } else {
+                ""
+            },
+            if self.has_dout { ", dout" } else { "" },
+            if self.has_glse { ", dlse" } else { "" }
+        )
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        self.check(inputs)?;
+        Ok(vec![inputs[0].clone()])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+        let (b, l, d) = self.check(&descs.iter().collect::<Vec<_>>())?;
+        let h = self.heads;
+        let c = 3 * h * d;
+        let od = if self.head_average { d } else { h * d };
+        let x = inputs[0].as_f32()?;
+        let lse = inputs[1].as_f32()?;
+        let dout = if self.has_dout {
+            Some(inputs[2].as_f32()?)
+        } else {
+            None
+        };
+        let glse = if self.has_glse {
+            Some(inputs[2 + self.has_dout as usize].as_f32()?)
+        } else {
+            None
+        };
+        let scale = self.scale as f64;
+        let do_mul = if self.head_average {
+            1.0 / h as f64
+        } else {
+            1.0
+        };
+        let mut dx = vec![0.0f64; b * l * c];
+        let mut p = vec![0.0f64; l];
+        let mut dp = vec![0.0f64; l];
+        for bi in 0..b {
+            let xb = &x[bi * l * c..(bi + 1) * l * c];
+            for hi in 0..h {
+                let (qc, kc, vc) = (hi * d, h * d + hi * d, 2 * h * d + hi * d);
+                let ocol = if self.head_average { 0 } else { hi * d };
+                for i in 0..l {
+                    let row = (bi * h + hi) * l + i;
+                    let n = if self.causal { i + 1 } else { l };
+                    let g_o = |e: usize| -> f64 {
+                        dout.map_or(0.0, |g| g[(bi * l + i) * od + ocol + e] as f64 * do_mul)
+                    };
+                    let mut delta = 0.0;
+                    for j in 0..n {
+                        let s: f64 = (0..d)
+                            .map(|e| xb[i * c + qc + e] as f64 * xb[j * c + kc + e] as f64)
+                            .sum();
+                        p[j] = (s * scale - lse[row] as f64).exp();
+                        dp[j] = (0..d).map(|e| g_o(e) * xb[j * c + vc + e] as f64).sum();
+                        delta += p[j] * dp[j];
+                    }
+                    if let Some(g) = glse {
+                        delta -= g[row] as f64;
+                    }
+                    let dxb = &mut dx[bi * l * c..(bi + 1) * l * c];
+                    for j in 0..n {
+                        let ds = p[j] * (dp[j] - delta) * scale;
+                        for e in 0..d {
+                            dxb[i * c + qc + e] += ds * xb[j * c + kc + e] as f64;
+                            dxb[j * c + kc + e] += ds * xb[i * c + qc + e] as f64;
+                            dxb[j * c + vc + e] += p[j] * g_o(e);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(vec![HostTensor::f32(
+            &[b, l, c],
+            dx.into_iter().map(|v| v as f32).collect(),
+        )?])
+    }
+    fn scratch(&self, inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
+        // D_i per (batch, head, row), and a stand-in for an absent gradient operand.
+        let x = &inputs[0].shape;
+        let (b, l) = (
+            x.first().copied().unwrap_or(1),
+            x.get(1).copied().unwrap_or(1),
+        );
+        vec![
+            TensorDesc::f32(&[b.max(1), self.heads.max(1), l.max(1)]),
+            TensorDesc::f32(&[4]),
+        ]
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let descs: Vec<&TensorDesc> = (0..cx.inputs.len()).map(|i| cx.input(i)).collect();
+        let (b, l, d) = self.check(&descs)?;
+        let h = self.heads;
+        let c = 3 * h * d;
+        let od = if self.head_average { d } else { h * d };
+        let p = BackParams {
+            seq: l as u32,
+            heads: h as u32,
+            dim: d as u32,
+            in_row: c as u32,
+            in_batch: (l * c) as u32,
+            k_col: (h * d) as u32,
+            v_col: (2 * h * d) as u32,
+            do_row: od as u32,
+            do_batch: (l * od) as u32,
+            do_head: if self.head_average { 0 } else { d as u32 },
+            scale: self.scale,
+            do_mul: if self.head_average {
+                1.0 / h as f32
+            } else {
+                1.0
+            },
+            flags: self.causal as u32 | (self.has_dout as u32) << 1 | (self.has_glse as u32) << 2,
+            _p: [0; 3],
+        };
+        let absent = Bind {
+            slot: super::Slot::Scratch(1),
+            chunk: 0,
+            access: crate::device::Access::Read,
+        };
+        let dout = if self.has_dout { Bind::read(2) } else { absent };
+        let glse = if self.has_glse {
+            Bind::read(2 + self.has_dout as usize)
+        } else {
+            absent
+        };
+        let binds = vec![
+            Bind::read(0),
+            Bind::read(1),
+            dout,
+            glse,
+            Bind::write(0),
+            Bind::scratch(0),
+        ];
+        let grid = [groups(l, BWD_WG), h as u32, b as u32];
+        // dq first: it also writes D_i, which the dk/dv pass reads.
+        Ok(["attn_bwd_dq", "attn_bwd_dkv"]
+            .into_iter()
+            .map(|entry| Dispatch {
+                kernel: Kernel::new("attention_backward", entry),
+                params: params(&p),
+                binds: binds.clone(),
+                grid,
+            })
+            .collect())
+    }
+}
+
 impl Graph {
     /// Multi-head attention over packed qkv [B, L, 3·heads·D] with scale 1/√D: [B, L, heads·D],
     /// or [B, L, D] (the mean over heads) with `head_average`.
@@ -353,6 +639,39 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Gradient of attention (scale 1/√D) with respect to its packed qkv, given the forward's
+    /// log-sum-exp `lse` [B, heads, L] and the gradients reaching its outputs: `dout` (the
+    /// output's) and/or `dlse` (the lse output's). Returns dqkv, shaped like qkv.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward(
+        &mut self,
+        qkv: TensorId,
+        lse: TensorId,
+        dout: Option<TensorId>,
+        dlse: Option<TensorId>,
+        heads: usize,
+        causal: bool,
+        head_average: bool,
+    ) -> Result<TensorId> {
+        let scale = default_scale(self.shape(qkv), heads);
+        let mut ins = vec![qkv, lse];
+        ins.extend(dout);
+        ins.extend(dlse);
+        self.apply1(
+            AttentionBackward {
+                heads,
+                causal,
+                scale,
+                head_average,
+                has_dout: dout.is_some(),
+                has_glse: dlse.is_some(),
+            },
+            &ins,
+        )
+    }
+}
+
 /// 1/√D for a packed qkv shape (1 when the shape is invalid: `infer` then reports the error).
 fn default_scale(shape: &[usize], heads: usize) -> f32 {
     match (shape.last(), heads) {
@@ -373,7 +692,7 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
         head_average,
         save_lse,
     };
-    vec![
+    let mut cases = vec![
         Case {
             name: "attention 2 heads D=16 L=77 causal".into(),
             op: Arc::new(att(2, true, false, true, 16)),
@@ -388,5 +707,28 @@ pub fn selfcheck_cases() -> Vec<crate::selfcheck::Case> {
             atol: 2e-5,
             rtol: 1e-4,
         },
-    ]
+    ];
+    // The backward kernels, with the lse of the real forward (falls back to zeros, which the
+    // reference handles the same way, if the forward reference ever failed).
+    let x = pseudo_random(&[2, 19, 3 * 2 * 16], 23, 1.5);
+    let lse = att(2, true, false, true, 16)
+        .cpu(&[&x])
+        .ok()
+        .and_then(|mut v| v.pop())
+        .unwrap_or_else(|| HostTensor::zeros(&[2, 2, 19]));
+    cases.push(Case {
+        name: "attention_backward 2 heads D=16 L=19 causal".into(),
+        op: Arc::new(AttentionBackward {
+            heads: 2,
+            causal: true,
+            scale: 0.25,
+            head_average: false,
+            has_dout: true,
+            has_glse: false,
+        }),
+        inputs: vec![x, lse, pseudo_random(&[2, 19, 2 * 16], 24, 1.0)],
+        atol: 2e-5,
+        rtol: 1e-3,
+    });
+    cases
 }

@@ -2,10 +2,10 @@
 
 mod attention;
 mod backward;
-mod backward_norm;
-mod backward_mm;
-mod backward_conv;
 mod backward_attention;
+mod backward_conv;
+mod backward_mm;
+mod backward_norm;
 mod cast;
 mod cli;
 mod common;

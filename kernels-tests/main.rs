@@ -1,6 +1,7 @@
 //! Kernel and executor tests: every kernel against its CPU reference on the default adapter.
 
 mod attention;
+mod bench;
 mod common;
 mod conv;
 mod elementwise;

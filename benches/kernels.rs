@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use unitok::bench::{self, Work};
-use unitok::{Gpu, Graph};
+use unitok::Gpu;
 
 fn kernels(c: &mut Criterion) {
     let gpu = Gpu::new().expect("benchmarks need a GPU adapter");
@@ -13,13 +13,7 @@ fn kernels(c: &mut Criterion) {
     let mut group = c.benchmark_group("kernels");
     group.sample_size(10);
     for case in cases {
-        let mut g = Graph::new();
-        let (inputs, out) = (case.build)(&mut g).expect("build bench graph");
-        g.mark_output(out);
-        let mut plan = g.compile(&gpu).expect("compile bench graph");
-        for (t, d) in &inputs {
-            plan.write(*t, d).expect("upload");
-        }
+        let mut plan = bench::prepare(&gpu, &case).expect("compile and fill bench graph");
         match case.work {
             Work::Flops(f) => group.throughput(Throughput::Elements(f as u64)),
             Work::Bytes(b) => group.throughput(Throughput::Bytes(b as u64)),

@@ -6,6 +6,7 @@ mod backward_attention;
 mod backward_conv;
 mod backward_mm;
 mod backward_norm;
+mod bench;
 mod cast;
 mod cli;
 mod common;

@@ -1,14 +1,19 @@
 //! Kernel benchmarks shared by `unitok bench` and `benches/kernels.rs` (criterion), so the two
 //! measure exactly the same graphs.
 //!
-//! Each case builds a one-op graph at UniTok-L sizes with random inputs. Timing is
-//! GPU-synchronised: `Plan::run` then `Gpu::wait`, wall clock, median of the repetitions, after
-//! one warm-up run (pipeline compilation and first-touch excluded). Throughput is divided by a
-//! ceiling measured on the same adapter in the same process: the FMA peak for compute-bound
-//! kernels, the vec4 copy bandwidth for memory-bound ones.
+//! Each case builds a one-op graph at UniTok-L sizes (the released model; batch 1 unless the
+//! shape says otherwise) with pseudo-random inputs. Timing is GPU-synchronised: `Plan::run` then
+//! `Gpu::wait`, wall clock, median of the repetitions, after one warm-up run (pipeline
+//! compilation and first-touch excluded; see `LONG_RUN` for runs of seconds). Throughput is divided by a ceiling measured on the
+//! same adapter in the same process: the FMA peak for compute-bound kernels (flops, 2 per
+//! multiply-add), the vec4 copy bandwidth for memory-bound ones (bytes read + written, each
+//! tensor counted once).
+//!
+//! Building a case's graph is cheap and allocates nothing; the input data is generated only by
+//! `prepare` (so tests can build and compile every case without filling gigabytes).
 
 use crate::error::Result;
-use crate::graph::{Graph, TensorId};
+use crate::graph::{Graph, Plan, TensorId};
 use crate::selfcheck::pseudo_random;
 use crate::tensor::{DType, HostTensor};
 use crate::Gpu;
@@ -24,20 +29,34 @@ pub enum Work {
     Bytes(f64),
 }
 
+/// How an input tensor of a case is filled before timing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fill {
+    /// f32, uniform in [-scale, scale).
+    Uniform { seed: u64, scale: f32 },
+    /// U32 ids, spread over [0, below).
+    Ids { seed: u64, below: u32 },
+}
+
+/// A case's inputs (with how to fill them) and the output to keep alive.
+pub type Built = (Vec<(TensorId, Fill)>, TensorId);
+
 pub struct BenchCase {
     pub kernel: &'static str,
     pub shape: String,
     pub work: Work,
-    /// Builds the graph; returns its inputs (with their data) and the output to keep alive.
-    pub build:
-        Box<dyn Fn(&mut Graph) -> Result<(Vec<(TensorId, HostTensor)>, TensorId)> + Send + Sync>,
+    /// Records the op; returns its inputs (with their fill) and the output to keep alive.
+    pub build: Box<dyn Fn(&mut Graph) -> Result<Built> + Send + Sync>,
 }
 
 pub struct Measurement {
     pub kernel: String,
     pub shape: String,
+    /// Median wall time of one synchronised run.
     pub seconds: f64,
     pub work: Work,
+    /// Timed runs behind the median.
+    pub samples: usize,
 }
 
 impl Measurement {
@@ -48,11 +67,36 @@ impl Measurement {
     }
 }
 
-fn input(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> (TensorId, HostTensor) {
+fn input(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> (TensorId, Fill) {
     (
         g.input(name, shape, DType::F32),
-        pseudo_random(shape, seed, 1.0),
+        Fill::Uniform { seed, scale: 1.0 },
     )
+}
+
+fn ids(g: &mut Graph, name: &str, shape: &[usize], below: u32, seed: u64) -> (TensorId, Fill) {
+    (g.input(name, shape, DType::U32), Fill::Ids { seed, below })
+}
+
+/// The host data for one input.
+pub fn fill(shape: &[usize], f: Fill) -> Result<HostTensor> {
+    match f {
+        Fill::Uniform { seed, scale } => Ok(pseudo_random(shape, seed, scale)),
+        Fill::Ids { seed, below } => {
+            let n: usize = shape.iter().product();
+            // A multiplicative hash: deterministic, spread over the table, no sort order.
+            let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+            let data = (0..n)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 33) % below.max(1) as u64) as u32
+                })
+                .collect();
+            HostTensor::u32(shape, data)
+        }
+    }
 }
 
 /// The ceiling probes.
@@ -80,9 +124,180 @@ pub fn copy_case(quick: bool) -> BenchCase {
     }
 }
 
-/// The kernel cases at UniTok-L sizes (the released model).
+fn prod(dims: &[usize]) -> f64 {
+    dims.iter().map(|&d| d as f64).product()
+}
+
+/// Bytes of f32 tensors with these element counts.
+fn f32_bytes(counts: &[f64]) -> f64 {
+    4.0 * counts.iter().sum::<f64>()
+}
+
+/// A dense conv case: x [1, cin, h, w], w [cout, cin, 3, 3] + bias, padding 1.
+fn conv3x3(
+    kernel: &'static str,
+    what: &str,
+    cin: usize,
+    cout: usize,
+    hw: usize,
+    stride: usize,
+) -> BenchCase {
+    let ho = (hw + 2 - 3) / stride + 1;
+    BenchCase {
+        kernel,
+        shape: format!("{cin}->{cout} {hw}x{hw} s{stride} ({what})"),
+        work: Work::Flops(2.0 * prod(&[cout, ho, ho, cin, 9])),
+        build: Box::new(move |g| {
+            let x = input(g, "x", &[1, cin, hw, hw], 1);
+            let w = input(g, "w", &[cout, cin, 3, 3], 2);
+            let b = input(g, "b", &[cout], 3);
+            let y = g.conv2d(x.0, w.0, Some(b.0), stride, 1, 1)?;
+            Ok((vec![x, w, b], y))
+        }),
+    }
+}
+
+/// The kernel cases at UniTok-L sizes (the released model), one or two per kernel family.
 pub fn kernel_cases() -> Vec<BenchCase> {
     let mut v: Vec<BenchCase> = Vec::new();
+    // Matmul: a square reference size and the ViT qkv projection (256 tokens, 1024 → 3072).
+    v.push(BenchCase {
+        kernel: "matmul",
+        shape: "1024x1024x1024".into(),
+        work: Work::Flops(2.0 * prod(&[1024, 1024, 1024])),
+        build: Box::new(|g| {
+            let a = input(g, "a", &[1024, 1024], 1);
+            let b = input(g, "b", &[1024, 1024], 2);
+            let y = g.matmul(a.0, b.0, false, false)?;
+            Ok((vec![a, b], y))
+        }),
+    });
+    v.push(BenchCase {
+        kernel: "linear",
+        shape: "[256,1024]x[3072,1024]T+b (qkv)".into(),
+        work: Work::Flops(2.0 * prod(&[256, 1024, 3072])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[256, 1024], 1);
+            let w = input(g, "w", &[3072, 1024], 2);
+            let b = input(g, "b", &[3072], 3);
+            let y = g.linear(x.0, w.0, Some(b.0))?;
+            Ok((vec![x, w, b], y))
+        }),
+    });
+    // Attention: 16 heads × 256 tokens × head dim 64; QKᵀ and PV are 2·L²·D flops each per head.
+    v.push(BenchCase {
+        kernel: "attention",
+        shape: "qkv [1,256,3072] 16 heads d64".into(),
+        work: Work::Flops(4.0 * prod(&[16, 256, 256, 64])),
+        build: Box::new(|g| {
+            let qkv = input(g, "qkv", &[1, 256, 3072], 1);
+            let y = g.attention(qkv.0, 16, false, false)?;
+            Ok((vec![qkv], y))
+        }),
+    });
+    // Convolutions: the encoder's pool conv, the decoder's up_conv1 conv (after the ×2
+    // upsample), and the MBConv depthwise conv at stage 1's hidden width.
+    v.push(conv3x3("conv3x3_s2", "encoder pool", 320, 1024, 32, 2));
+    v.push(conv3x3("conv3x3_s1", "decoder up_conv1", 1024, 320, 32, 1));
+    v.push(BenchCase {
+        kernel: "dwconv3x3",
+        shape: "[1,1280,32,32] groups 1280 (MBConv)".into(),
+        work: Work::Bytes(f32_bytes(&[
+            2.0 * prod(&[1280, 32, 32]),
+            prod(&[1280, 9]),
+            1280.0,
+        ])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[1, 1280, 32, 32], 1);
+            let w = input(g, "w", &[1280, 1, 3, 3], 2);
+            let b = input(g, "b", &[1280], 3);
+            let y = g.conv2d(x.0, w.0, Some(b.0), 1, 1, 1280)?;
+            Ok((vec![x, w, b], y))
+        }),
+    });
+    // Norms.
+    v.push(BenchCase {
+        kernel: "layernorm",
+        shape: "[256,1024]".into(),
+        work: Work::Bytes(f32_bytes(&[2.0 * prod(&[256, 1024]), 2.0 * 1024.0])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[256, 1024], 1);
+            let ga = input(g, "gamma", &[1024], 2);
+            let be = input(g, "beta", &[1024], 3);
+            let y = g.layer_norm(x.0, ga.0, be.0, 1e-6)?;
+            Ok((vec![x, ga, be], y))
+        }),
+    });
+    v.push(BenchCase {
+        kernel: "layernorm2d",
+        shape: "[1,320,32,32] (encoder pool norm)".into(),
+        work: Work::Bytes(f32_bytes(&[2.0 * prod(&[320, 32, 32]), 2.0 * 320.0])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[1, 320, 32, 32], 1);
+            let ga = input(g, "gamma", &[320], 2);
+            let be = input(g, "beta", &[320], 3);
+            let y = g.layer_norm2d(x.0, ga.0, be.0, 1e-6)?;
+            Ok((vec![x, ga, be], y))
+        }),
+    });
+    // The quantiser: 32 images × 256 tokens, 8 sub-codebooks of 4096 codes of width 8.
+    v.push(BenchCase {
+        kernel: "mcq_argmax",
+        shape: "z [8192,64] cb [8,4096,8] (batch 32)".into(),
+        work: Work::Flops(2.0 * prod(&[8192, 8, 4096, 8])),
+        build: Box::new(|g| {
+            let z = input(g, "z", &[8192, 64], 1);
+            let cb = input(g, "codebooks", &[8, 4096, 8], 2);
+            let (idx, _codes) = g.mcq_argmax(z.0, cb.0)?;
+            Ok((vec![z, cb], idx))
+        }),
+    });
+    // Text token embedding: 32 captions × 77 tokens from the 49408 × 768 table (152 MB, stored
+    // as row chunks where a binding is smaller). Bytes: the rows read, the rows written, ids.
+    v.push(BenchCase {
+        kernel: "gather_rows",
+        shape: "[49408,768] at ids [32,77]".into(),
+        work: Work::Bytes(f32_bytes(&[2.0 * prod(&[32, 77, 768]), prod(&[32, 77])])),
+        build: Box::new(|g| {
+            let t = input(g, "table", &[49408, 768], 1);
+            let i = ids(g, "ids", &[32, 77], 49408, 2);
+            let y = g.gather_rows(t.0, i.0)?;
+            Ok((vec![t, i], y))
+        }),
+    });
+    // Attention-logit sized softmax (16 heads × 256 queries, 256 keys).
+    v.push(BenchCase {
+        kernel: "softmax",
+        shape: "[4096,256]".into(),
+        work: Work::Bytes(f32_bytes(&[2.0 * prod(&[4096, 256])])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[4096, 256], 1);
+            let y = g.softmax(x.0)?;
+            Ok((vec![x], y))
+        }),
+    });
+    // Stage 1's strided shortcut: AvgPool2d(3, 2, 1, count_include_pad=False) on 160 × 64².
+    v.push(BenchCase {
+        kernel: "avg_pool2d",
+        shape: "[1,160,64,64] k3 s2 p1".into(),
+        work: Work::Bytes(f32_bytes(&[prod(&[160, 64, 64]), prod(&[160, 32, 32])])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[1, 160, 64, 64], 1);
+            let y = g.avg_pool2d(x.0, 3, 2, 1, false)?;
+            Ok((vec![x], y))
+        }),
+    });
+    // The decoder's inverse-MBConv `up` at the hidden width: 1280 × 32² → 1280 × 64².
+    v.push(BenchCase {
+        kernel: "upsample2x",
+        shape: "[1,1280,32,32] -> 64x64".into(),
+        work: Work::Bytes(f32_bytes(&[prod(&[1280, 32, 32]), prod(&[1280, 64, 64])])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[1, 1280, 32, 32], 1);
+            let y = g.upsample_nearest2x(x.0)?;
+            Ok((vec![x], y))
+        }),
+    });
     v.push(BenchCase {
         kernel: "gelu_erf",
         shape: "[256, 4096]".into(),
@@ -96,31 +311,94 @@ pub fn kernel_cases() -> Vec<BenchCase> {
     v
 }
 
-/// Time one case: compile, one warm-up run, then `reps` synchronised runs (median).
-pub fn measure(gpu: &Arc<Gpu>, case: &BenchCase, reps: usize) -> Result<Measurement> {
+/// Record a case's graph (output marked); returns it with the inputs to fill.
+pub fn graph(case: &BenchCase) -> Result<(Graph, Vec<(TensorId, Fill)>)> {
     let mut g = Graph::new();
     let (inputs, out) = (case.build)(&mut g)?;
     g.mark_output(out);
+    Ok((g, inputs))
+}
+
+/// Compile a case and upload its input data: ready to `run`.
+pub fn prepare(gpu: &Arc<Gpu>, case: &BenchCase) -> Result<Plan> {
+    let (g, inputs) = graph(case)?;
     let mut plan = g.compile(gpu)?;
-    for (t, d) in &inputs {
-        plan.write(*t, d)?;
+    for (t, f) in inputs {
+        let data = fill(g.shape(t), f)?;
+        plan.write(t, &data)?;
     }
+    Ok(plan)
+}
+
+/// A run at least this long makes the warm-up run count as the first sample: the one-off costs
+/// it carries (lazy shader JIT, first touch of buffers) are then well under 1% of it. This keeps
+/// the slowest cases on a CPU adapter (seconds to minutes per run) from paying for an extra run.
+pub const LONG_RUN: Duration = Duration::from_secs(5);
+
+fn timed_run(gpu: &Gpu, plan: &mut Plan) -> Result<Duration> {
+    let t0 = Instant::now();
     plan.run()?;
     gpu.wait()?;
-    let mut times: Vec<Duration> = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
-        let t0 = Instant::now();
-        plan.run()?;
-        gpu.wait()?;
-        times.push(t0.elapsed());
-    }
+    Ok(t0.elapsed())
+}
+
+fn median(case: &BenchCase, mut times: Vec<Duration>) -> Measurement {
     times.sort();
-    Ok(Measurement {
+    Measurement {
         kernel: case.kernel.to_string(),
         shape: case.shape.clone(),
         seconds: times[times.len() / 2].as_secs_f64(),
         work: case.work,
-    })
+        samples: times.len(),
+    }
+}
+
+/// Time one case: compile, one warm-up run, then synchronised runs until `reps` samples
+/// (median). The warm-up is the first sample when it took at least `LONG_RUN`.
+pub fn measure(gpu: &Arc<Gpu>, case: &BenchCase, reps: usize) -> Result<Measurement> {
+    let mut plan = prepare(gpu, case)?;
+    let reps = reps.max(1);
+    let mut times: Vec<Duration> = Vec::with_capacity(reps);
+    let warm = timed_run(gpu, &mut plan)?;
+    if warm >= LONG_RUN {
+        times.push(warm);
+    }
+    while times.len() < reps {
+        times.push(timed_run(gpu, &mut plan)?);
+    }
+    Ok(median(case, times))
+}
+
+/// Time one case on two devices (e.g. with and without shader runtime checks), alternating
+/// their runs so both see the same machine load: a fair A/B on a shared, noisy machine.
+/// Same warm-up and `LONG_RUN` rule as `measure`, per side.
+pub fn measure_ab(
+    a: &Arc<Gpu>,
+    b: &Arc<Gpu>,
+    case: &BenchCase,
+    reps: usize,
+) -> Result<(Measurement, Measurement)> {
+    let mut pa = prepare(a, case)?;
+    let mut pb = prepare(b, case)?;
+    let reps = reps.max(1);
+    let (mut ta, mut tb) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    let wa = timed_run(a, &mut pa)?;
+    let wb = timed_run(b, &mut pb)?;
+    if wa >= LONG_RUN && wb >= LONG_RUN {
+        ta.push(wa);
+        tb.push(wb);
+    }
+    while ta.len() < reps {
+        // Alternate which side goes first, so neither always follows the other.
+        if ta.len() % 2 == 0 {
+            ta.push(timed_run(a, &mut pa)?);
+            tb.push(timed_run(b, &mut pb)?);
+        } else {
+            tb.push(timed_run(b, &mut pb)?);
+            ta.push(timed_run(a, &mut pa)?);
+        }
+    }
+    Ok((median(case, ta), median(case, tb)))
 }
 
 /// Deterministic random weights for any config, generated per key on demand (so a 3.3 GB model

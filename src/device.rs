@@ -30,6 +30,9 @@ pub struct Caps {
     pub subgroup_min: u32,
     pub subgroup_max: u32,
     pub timestamps: bool,
+    /// Shader modules are created without wgpu's injected bounds checks
+    /// (`UNITOK_UNCHECKED_SHADERS=1`; see `unchecked_shaders_from_env`).
+    pub unchecked_shaders: bool,
 }
 
 /// Access of one storage binding, as the kernel declares it.
@@ -142,6 +145,40 @@ fn require_adapter() -> bool {
     )
 }
 
+/// Whether `UNITOK_UNCHECKED_SHADERS` (1, true or yes) asks for shader modules without the
+/// bounds checks wgpu would otherwise inject (naga's `Restrict`/`ReadZeroSkipWrite` policies on
+/// buffer, workgroup and private array accesses). Off by default.
+///
+/// Safety argument (why our kernels may run without them): every kernel checks its own
+/// indices. Each invocation derives its elements from the workgroup id and the shape in its
+/// uniform block and returns, masks or clamps when they fall outside the tensor (tile edges,
+/// the padding workgroups of a folded grid, rows of out-of-range ids); private and workgroup
+/// arrays are indexed by loop counters bounded by constants (override constants the host picks
+/// no larger than the array) or by shape limits the host validates before encoding (e.g. mcq's
+/// code width d ≤ 32, attention's head dim ≤ 128). The kernel test suite, tile-edge sizes
+/// included, passes with the flag on (`UNITOK_UNCHECKED_SHADERS=1 cargo test --release --test
+/// kernels`). Loop bounding and integer-division checks stay on (a divide by zero would trap
+/// on a CPU adapter).
+///
+/// Measured on lavapipe (Mesa 22.3.6): no difference, because that driver offers
+/// `robustBufferAccess2`, so wgpu already leaves buffer accesses to the driver, which bounds
+/// them itself whatever this flag says (benches/RESULTS.md). The flag matters on adapters
+/// where wgpu injects buffer checks (no `robustBufferAccess2`; Metal, DX12).
+pub fn unchecked_shaders_from_env() -> bool {
+    matches!(
+        std::env::var("UNITOK_UNCHECKED_SHADERS").as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
+/// The runtime checks of an unchecked module: no injected bounds checks; loop bounding and
+/// integer-division checks kept.
+fn runtime_checks_unchecked() -> wgpu::ShaderRuntimeChecks {
+    let mut c = wgpu::ShaderRuntimeChecks::checked();
+    c.bounds_checks = false;
+    c
+}
+
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
@@ -179,6 +216,12 @@ impl Gpu {
     /// Pick an adapter (see the module doc) and open a device with the adapter's real limits
     /// and the optional features it has (f16, subgroups, timestamps).
     pub fn new() -> Result<Arc<Gpu>> {
+        Self::new_with(unchecked_shaders_from_env())
+    }
+
+    /// `new`, with shader modules created without wgpu's injected bounds checks when
+    /// `unchecked_shaders` (see `unchecked_shaders_from_env` for why that is sound here).
+    pub fn new_with(unchecked_shaders: bool) -> Result<Arc<Gpu>> {
         let backends = backends_from_env()?;
         let instance = new_instance(backends);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
@@ -214,10 +257,10 @@ impl Gpu {
                 "adapters seen: {seen}{req}; {hint}"
             )));
         };
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, unchecked_shaders)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Arc<Gpu>> {
+    fn from_adapter(adapter: wgpu::Adapter, unchecked_shaders: bool) -> Result<Arc<Gpu>> {
         let info = adapter.get_info();
         let have = adapter.features();
         let wanted = wgpu::Features::SHADER_F16
@@ -261,6 +304,7 @@ impl Gpu {
             subgroup_min: info.subgroup_min_size,
             subgroup_max: info.subgroup_max_size,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            unchecked_shaders,
         };
         Ok(Arc::new(Gpu {
             device,
@@ -316,12 +360,19 @@ impl Gpu {
             if !modules.contains_key(shader) {
                 let src = crate::shaders::source(shader)
                     .ok_or_else(|| Error::Gpu(format!("unknown shader {shader:?}")))?;
-                let m = self
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader),
-                        source: wgpu::ShaderSource::Wgsl(src.into()),
-                    });
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some(shader),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                };
+                let m = if self.caps.unchecked_shaders {
+                    // SAFETY: see `unchecked_shaders_from_env`.
+                    unsafe {
+                        self.device
+                            .create_shader_module_trusted(desc, runtime_checks_unchecked())
+                    }
+                } else {
+                    self.device.create_shader_module(desc)
+                };
                 modules.insert(shader, m);
             }
             modules[shader].clone()

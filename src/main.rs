@@ -112,12 +112,19 @@ enum Cmd {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
-        /// Timed repetitions per kernel (median is reported).
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
+        /// Timed repetitions per kernel (median is reported); default 3, or 1 with --quick.
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Smaller ceiling probes and one timed repetition per kernel (same kernel shapes).
+        #[arg(long)]
+        quick: bool,
         /// Only kernels whose name contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Time every kernel with and without wgpu's injected shader bounds checks (two devices,
+        /// alternating runs, so both see the same machine load) and print the speed-up.
+        #[arg(long)]
+        ab_checks: bool,
     },
     /// Time encode and decode of a whole model (random weights) and report its planned memory.
     BenchModel {
@@ -157,7 +164,20 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Info => info(),
         Cmd::Selfcheck => run_selfcheck(),
-        Cmd::Bench { json, reps, filter } => run_bench(json, reps, filter),
+        Cmd::Bench {
+            json,
+            reps,
+            quick,
+            filter,
+            ab_checks,
+        } => {
+            let reps = reps.unwrap_or(if quick { 1 } else { 3 });
+            if ab_checks {
+                run_bench_ab(json, reps, filter)
+            } else {
+                run_bench(json, reps, quick, filter)
+            }
+        }
         Cmd::BenchModel {
             preset,
             batch,
@@ -256,6 +276,14 @@ fn info() -> Result<()> {
         c.subgroups, c.subgroup_min, c.subgroup_max
     );
     println!("  timestamp_query  {}", c.timestamps);
+    println!(
+        "shader bounds checks: {}",
+        if c.unchecked_shaders {
+            "off (UNITOK_UNCHECKED_SHADERS=1: kernels rely on their own index checks)"
+        } else {
+            "on (wgpu default; UNITOK_UNCHECKED_SHADERS=1 turns them off)"
+        }
+    );
     Ok(())
 }
 
@@ -287,11 +315,62 @@ fn run_selfcheck() -> Result<()> {
     Ok(())
 }
 
-fn run_bench(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
+fn load_average() -> Option<String> {
+    let l = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// Checked vs unchecked shader modules, case by case, alternating runs.
+fn run_bench_ab(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
+    let checked = Gpu::new_with(false)?;
+    let unchecked = Gpu::new_with(true)?;
+    let adapter = checked.info.name.clone();
+    if !json {
+        println!("adapter: {}", checked.describe());
+        if let Some(l) = load_average() {
+            println!("load average: {l}");
+        }
+        println!(
+            "{:<16} {:<40} {:>12} {:>12} {:>3} {:>8}",
+            "kernel", "shape", "checked ms", "unchecked ms", "n", "speedup"
+        );
+    }
+    for case in bench::kernel_cases() {
+        if filter.as_deref().is_some_and(|f| !case.kernel.contains(f)) {
+            continue;
+        }
+        let (c, u) = bench::measure_ab(&checked, &unchecked, &case, reps)?;
+        let speedup = c.seconds / u.seconds;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"kernel": c.kernel, "shape": c.shape, "checked_ms": c.seconds * 1e3, "unchecked_ms": u.seconds * 1e3, "samples": c.samples, "speedup": speedup, "adapter": adapter})
+            );
+        } else {
+            println!(
+                "{:<16} {:<40} {:>12.1} {:>12.1} {:>3} {:>8.2}",
+                c.kernel,
+                c.shape,
+                c.seconds * 1e3,
+                u.seconds * 1e3,
+                c.samples,
+                speedup
+            );
+        }
+    }
+    if !json {
+        if let Some(l) = load_average() {
+            println!("load average at the end: {l}");
+        }
+    }
+    Ok(())
+}
+
+fn run_bench(json: bool, reps: usize, quick: bool, filter: Option<String>) -> Result<()> {
     let gpu = Gpu::new()?;
     let adapter = gpu.info.name.clone();
-    let fma = bench::measure(&gpu, &bench::fma_case(false), reps)?;
-    let copy = bench::measure(&gpu, &bench::copy_case(false), reps)?;
+    let fma = bench::measure(&gpu, &bench::fma_case(quick), reps.max(3))?;
+    let copy = bench::measure(&gpu, &bench::copy_case(quick), reps.max(3))?;
     let (peak, bw) = (fma.rate(), copy.rate());
     if json {
         println!(
@@ -304,10 +383,21 @@ fn run_bench(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
         );
     } else {
         println!("adapter: {}", gpu.describe());
-        println!("ceilings: FMA peak {peak:.1} GFLOP/s, copy bandwidth {bw:.1} GB/s");
+        if let Some(l) = load_average() {
+            println!("load average: {l}");
+        }
         println!(
-            "{:<16} {:<40} {:>10} {:>14} {:>10} {:>7}",
-            "kernel", "shape", "ms", "rate", "ceiling", "ratio"
+            "shader bounds checks: {}",
+            if gpu.caps.unchecked_shaders {
+                "off (UNITOK_UNCHECKED_SHADERS)"
+            } else {
+                "on (wgpu default)"
+            }
+        );
+        println!("ceilings: FMA peak {peak:.2} GFLOP/s, copy bandwidth {bw:.3} GB/s");
+        println!(
+            "{:<16} {:<40} {:>10} {:>3} {:>16} {:>10} {:>7}",
+            "kernel", "shape", "ms", "n", "rate", "ceiling", "ratio"
         );
     }
     for case in bench::kernel_cases() {
@@ -321,21 +411,27 @@ fn run_bench(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
         };
         let ratio = m.rate() / ceiling;
         if json {
-            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "adapter": adapter, "ms": m.seconds * 1e3});
+            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "adapter": adapter, "ms": m.seconds * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
             o[unit] = serde_json::json!(m.rate());
             println!("{o}");
         } else {
             let u = if unit == "gflops" { "GFLOP/s" } else { "GB/s" };
             println!(
-                "{:<16} {:<40} {:>10.3} {:>6.1} {:<7} {:>10.1} {:>7.3}",
+                "{:<16} {:<40} {:>10.1} {:>3} {:>8.3} {:<7} {:>10.3} {:>7.3}",
                 m.kernel,
                 m.shape,
                 m.seconds * 1e3,
+                m.samples,
                 m.rate(),
                 u,
                 ceiling,
                 ratio
             );
+        }
+    }
+    if !json {
+        if let Some(l) = load_average() {
+            println!("load average at the end: {l}");
         }
     }
     Ok(())

@@ -4,8 +4,8 @@ seeded random weights in the official torch.save container, without torch.
 Used to check `unitok convert` and loading at the real scale (3.3 GB of fp32 weights; the
 released weights cannot be fetched offline):
 
-    python3 tools/reference/make_large.py /tmp/large.pth
-    unitok convert /tmp/large.pth -o /tmp/large.safetensors
+    python3 tools/reference/make_large.py large.pth
+    unitok convert large.pth -o large.safetensors
 """
 import collections
 import sys

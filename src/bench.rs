@@ -41,12 +41,15 @@ pub enum Fill {
 /// A case's inputs (with how to fill them) and the output to keep alive.
 pub type Built = (Vec<(TensorId, Fill)>, TensorId);
 
+/// Records a case's op into a graph.
+pub type BuildFn = Box<dyn Fn(&mut Graph) -> Result<Built> + Send + Sync>;
+
 pub struct BenchCase {
     pub kernel: &'static str,
     pub shape: String,
     pub work: Work,
     /// Records the op; returns its inputs (with their fill) and the output to keep alive.
-    pub build: Box<dyn Fn(&mut Graph) -> Result<Built> + Send + Sync>,
+    pub build: BuildFn,
 }
 
 pub struct Measurement {

@@ -155,7 +155,7 @@ fn require_adapter() -> bool {
 /// the padding workgroups of a folded grid, rows of out-of-range ids); private and workgroup
 /// arrays are indexed by loop counters bounded by constants (override constants the host picks
 /// no larger than the array) or by shape limits the host validates before encoding (e.g. mcq's
-/// code width d ≤ 32, attention's head dim ≤ 128). The kernel test suite, tile-edge sizes
+/// code width d ≤ 32, attention's head dim ≤ 64). The kernel test suite, tile-edge sizes
 /// included, passes with the flag on (`UNITOK_UNCHECKED_SHADERS=1 cargo test --release --test
 /// kernels`). Loop bounding and integer-division checks stay on (a divide by zero would trap
 /// on a CPU adapter).

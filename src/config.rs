@@ -527,7 +527,7 @@ impl UnitokConfig {
     }
 }
 
-/// `json.dumps` layout: `", "` between items, `": "` after keys, non-ASCII as `\uXXXX`.
+/// `json.dumps` layout: `", "` between items, `": "` after keys, non-ASCII as `\u` escapes of four hex digits.
 struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {

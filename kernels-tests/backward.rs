@@ -18,6 +18,7 @@ fn unary_backward_matches_finite_differences() {
             UnaryKind::Affine(1.5, 0.2),
             UnaryKind::Copy,
             UnaryKind::Clamp(-1.0, 1.0),
+            UnaryKind::Exp,
         ] {
             let eps = if matches!(kind, UnaryKind::Clamp(..)) {
                 1e-4
@@ -84,6 +85,7 @@ fn gradient_kernels_match_their_references() {
             UnaryKind::GeluErf,
             UnaryKind::GeluTanh,
             UnaryKind::Clamp(-1.0, 2.0),
+            UnaryKind::Exp,
         ] {
             check_op(UnaryGrad { kind }, &[&x, &g], 1e-6, 1e-5);
         }
@@ -157,4 +159,81 @@ fn backward_of_an_op_without_a_rule_is_a_typed_error() {
     let loss = s.unwrap();
     let err = g.backward(loss, &[x]).unwrap_err().to_string();
     assert!(err.contains("no backward rule"), "{err}");
+}
+
+/// A stop-gradient passes values through and blocks the gradient: d/dx of (x·sg(x)) is sg(x).
+#[test]
+fn stop_gradient_blocks_the_gradient() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 33], DType::F32);
+    let sx = g.stop_gradient(x).unwrap();
+    let y = g.mul(x, sx).unwrap();
+    let l = g.mean(y, 1).unwrap();
+    let l = g.mean(l, 0).unwrap();
+    let dx = g.backward(l, &[x]).unwrap()[0];
+    g.mark_output(dx);
+    g.mark_output(sx);
+    let xd = rand_tensor(&[2, 33], 3);
+    let mut plan = g.compile(&gpu()).unwrap();
+    plan.write(x, &xd).unwrap();
+    plan.run().unwrap();
+    assert_close(
+        "stop_gradient value",
+        &plan.read(sx).unwrap(),
+        &xd,
+        0.0,
+        0.0,
+    );
+    let want: Vec<f32> = xd.as_f32().unwrap().iter().map(|v| v / 66.0).collect();
+    let want = HostTensor::f32(&[2, 33], want).unwrap();
+    assert_close(
+        "d mean(x·sg(x)) / dx",
+        &plan.read(dx).unwrap(),
+        &want,
+        1e-7,
+        1e-5,
+    );
+}
+
+/// An in-place unary runs after the earlier readers of its tensor and changes it for later runs.
+#[test]
+fn unary_in_place_updates_a_parameter() {
+    let mut g = Graph::new();
+    let p = g.param("p", &[300], DType::F32);
+    let before = g.scale(p, 1.0).unwrap();
+    g.mark_output(before);
+    g.unary_in_place(p, UnaryKind::Clamp(-0.5, 0.25)).unwrap();
+    let pd = rand_scaled(&[300], 9, 2.0);
+    let mut plan = g.compile(&gpu()).unwrap();
+    plan.write(p, &pd).unwrap();
+    plan.run().unwrap();
+    assert_close(
+        "read before the update",
+        &plan.read(before).unwrap(),
+        &pd,
+        0.0,
+        0.0,
+    );
+    let clamped: Vec<f32> = pd
+        .as_f32()
+        .unwrap()
+        .iter()
+        .map(|v| v.clamp(-0.5, 0.25))
+        .collect();
+    let clamped = HostTensor::f32(&[300], clamped).unwrap();
+    assert_close(
+        "parameter after",
+        &plan.read(p).unwrap(),
+        &clamped,
+        0.0,
+        0.0,
+    );
+    plan.run().unwrap();
+    assert_close(
+        "second run reads the clamped value",
+        &plan.read(before).unwrap(),
+        &clamped,
+        0.0,
+        0.0,
+    );
 }

@@ -12,6 +12,7 @@ fn unary_kinds_match_reference() {
             UnaryKind::Clamp(-1.0, 1.0),
             UnaryKind::Copy,
             UnaryKind::Affine(0.5, 0.25),
+            UnaryKind::Exp,
         ] {
             check_op(
                 Unary {

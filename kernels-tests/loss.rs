@@ -1,5 +1,7 @@
 use crate::common::*;
-use unitok::ops::loss::{RegressionKind, RegressionLoss, RegressionLossGrad};
+use unitok::ops::loss::{
+    CrossEntropy, CrossEntropyGrad, RegressionKind, RegressionLoss, RegressionLossGrad,
+};
 use unitok::{DType, Graph, HostTensor};
 
 #[test]
@@ -55,4 +57,49 @@ fn weighted_loss_sum_backward() {
         1e-7,
         1e-5,
     );
+}
+
+fn labels(rows: usize, classes: usize, seed: u64) -> HostTensor {
+    let mut r = Rng::new(seed);
+    HostTensor::u32(
+        &[rows],
+        (0..rows).map(|_| r.below(classes as u32)).collect(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn cross_entropy_matches_reference() {
+    // rows around the 256-lane forward and the 64-row backward workgroup, odd class counts
+    for (rows, classes) in [
+        (1, 1),
+        (2, 2),
+        (3, 7),
+        (63, 64),
+        (65, 5),
+        (255, 3),
+        (257, 33),
+    ] {
+        let x = rand_scaled(&[rows, classes], (rows * classes) as u64, 6.0);
+        let l = labels(rows, classes, rows as u64);
+        check_op(CrossEntropy, &[&x, &l], 1e-6, 1e-5);
+        let g = HostTensor::f32(&[1], vec![0.6]).unwrap();
+        check_op(CrossEntropyGrad, &[&x, &l, &g], 1e-7, 1e-5);
+    }
+    for (rows, classes) in [(2, 2), (4, 4), (3, 9)] {
+        let x = rand_scaled(&[rows, classes], 77 + rows as u64, 3.0);
+        let l = labels(rows, classes, 5);
+        check_backward(CrossEntropy, &[&x, &l], &[1], 1e-3, 5e-3);
+    }
+}
+
+#[test]
+fn cross_entropy_rejects_bad_labels() {
+    let x = rand_tensor(&[2, 3], 1);
+    let l = HostTensor::u32(&[2], vec![0, 3]).unwrap();
+    let e = unitok::graph::run_op_cpu(&CrossEntropy, &[&x, &l]).unwrap_err();
+    assert!(e.to_string().contains("label 3"), "{e}");
+    let wrong = HostTensor::u32(&[3], vec![0, 0, 0]).unwrap();
+    let e = unitok::graph::run_op_cpu(&CrossEntropy, &[&x, &wrong]).unwrap_err();
+    assert!(e.to_string().contains("cross_entropy"), "{e}");
 }

@@ -29,6 +29,7 @@ fn unary_op(x: f32) -> f32 {
         case 3u: { return clamp(x, p.alpha, p.beta); }
         case 4u: { return x; }
         case 5u: { return p.alpha * x + p.beta; }
+        case 6u: { return exp(x); }
         default: { return x; }
     }
 }
@@ -95,6 +96,14 @@ fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     outf[i] = pf.alpha;
 }
 
+// x[i] = f(x[i]) in place (e.g. clamping a parameter after the optimizer step).
+@compute @workgroup_size(256)
+fn unary_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= p.n) { return; }
+    outf[i] = unary_op(outf[i]);
+}
+
 // ---- backward ----
 
 @group(0) @binding(0) var<uniform> pg: Params;
@@ -115,6 +124,7 @@ fn unary_derivative(x: f32) -> f32 {
         }
         case 2u, 5u: { return pg.alpha; }
         case 3u: { return select(0.0, 1.0, x >= pg.alpha && x <= pg.beta); }
+        case 6u: { return exp(x); }
         default: { return 1.0; }
     }
 }

@@ -57,3 +57,63 @@ fn loss_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     if (KIND == 0u) { g = sign(d); }
     dx[i] = g * gl[0] / f32(pg.n);
 }
+
+// ---- cross-entropy over rows: logits [rows, classes], labels u32 [rows] ----
+// Forward: mean over rows of logsumexp(row) − row[label], one workgroup, each lane owning whole
+// rows, then a fixed-order tree (deterministic). Backward: one lane per row writes
+// (softmax(row) − onehot(label)) · dL / rows.
+
+@group(0) @binding(0) var<uniform> pc: Params; // n = rows, _p0 = classes
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> ce_out: array<f32>;
+
+fn row_lse(r: u32, c: u32) -> f32 {
+    var m = logits[r * c];
+    for (var j = 1u; j < c; j = j + 1u) {
+        m = max(m, logits[r * c + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < c; j = j + 1u) {
+        s = s + exp(logits[r * c + j] - m);
+    }
+    return m + log(s);
+}
+
+@compute @workgroup_size(256)
+fn cross_entropy(@builtin(local_invocation_index) li: u32) {
+    let c = pc._p0;
+    var s = 0.0;
+    for (var r = li; r < pc.n; r = r + 256u) {
+        s = s + row_lse(r, c) - logits[r * c + labels[r]];
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w / 2u) {
+        if (li < w) {
+            part[li] = part[li] + part[li + w];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        ce_out[0] = part[0] / f32(pc.n);
+    }
+}
+
+@group(0) @binding(3) var<storage, read> ce_gl: array<f32>; // dL/dloss, [1]
+@group(0) @binding(4) var<storage, read_write> ce_dx: array<f32>;
+
+@compute @workgroup_size(64)
+fn cross_entropy_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = linear_workgroup(wg, nwg) * 64u + li;
+    if (r >= pc.n) { return; }
+    let c = pc._p0;
+    let lse = row_lse(r, c);
+    let scale = ce_gl[0] / f32(pc.n);
+    let label = labels[r];
+    for (var j = 0u; j < c; j = j + 1u) {
+        var g = exp(logits[r * c + j] - lse);
+        if (j == label) { g = g - 1.0; }
+        ce_dx[r * c + j] = g * scale;
+    }
+}

@@ -44,6 +44,8 @@ pub enum UnaryKind {
     Copy,
     /// alpha·x + beta
     Affine(f32, f32),
+    /// e^x (the CLIP logit scale is stored as its logarithm).
+    Exp,
 }
 
 impl UnaryKind {
@@ -55,6 +57,7 @@ impl UnaryKind {
             UnaryKind::Clamp(..) => 3.0,
             UnaryKind::Copy => 4.0,
             UnaryKind::Affine(..) => 5.0,
+            UnaryKind::Exp => 6.0,
         }
     }
     /// The uniform block of a unary (or unary-gradient) kernel over n elements.
@@ -80,6 +83,7 @@ impl UnaryKind {
             UnaryKind::Clamp(lo, hi) => x.clamp(lo, hi),
             UnaryKind::Copy => x,
             UnaryKind::Affine(a, b) => a * x + b,
+            UnaryKind::Exp => x.exp(),
         }
     }
 }
@@ -393,6 +397,7 @@ pub fn unary_derivative_ref(kind: UnaryKind, x: f32) -> f32 {
             }
         }
         UnaryKind::Copy => 1.0,
+        UnaryKind::Exp => xd.exp() as f32,
     }
 }
 
@@ -503,6 +508,78 @@ fn to_operand_shape(g: &mut Graph, grad: TensorId, b: TensorId) -> Result<Tensor
     g.apply1(ReduceBroadcast { b_shape: bs }, &[grad])
 }
 
+/// x ← f(x) in place (no outputs): applied to a parameter after its optimizer update, e.g. the
+/// CLIP logit scale's clamp to [0, ln 100].
+#[derive(Clone, Debug)]
+pub struct UnaryInPlace {
+    pub kind: UnaryKind,
+}
+
+impl Op for UnaryInPlace {
+    fn name(&self) -> String {
+        format!("unary_in_place({:?})", self.kind)
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x] = inputs else {
+            return Err(Error::shape(self.name(), "takes one operand", &[]));
+        };
+        if x.dtype != DType::F32 {
+            return Err(Error::shape(self.name(), "needs f32", &[&x.shape]));
+        }
+        Ok(vec![])
+    }
+    fn updated_inputs(&self) -> Vec<usize> {
+        vec![0]
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let x = inputs[0].as_f32()?;
+        Ok(vec![HostTensor::f32(
+            &inputs[0].shape,
+            x.iter().map(|v| self.kind.apply(*v)).collect(),
+        )?])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let n = cx.input(0).numel();
+        Ok(vec![Dispatch {
+            kernel: Kernel::new("elementwise", "unary_inplace").with("OP", self.kind.code()),
+            params: self.kind.params(n),
+            binds: vec![Bind::update(0)],
+            grid: [groups(n, WG), 1, 1],
+        }])
+    }
+}
+
+/// The identity whose backward rule passes no gradient (`torch.Tensor.detach`): the stop-gradient
+/// of the straight-through estimator and of the VQ loss terms.
+#[derive(Clone, Debug)]
+pub struct StopGradient;
+
+impl Op for StopGradient {
+    fn name(&self) -> String {
+        "stop_gradient".into()
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        Unary {
+            kind: UnaryKind::Copy,
+            out_shape: None,
+        }
+        .infer(inputs)
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        Ok(vec![inputs[0].clone()])
+    }
+    fn backward(&self, _cx: &mut super::BackwardCx) -> Result<Vec<Option<TensorId>>> {
+        Ok(vec![None])
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        Unary {
+            kind: UnaryKind::Copy,
+            out_shape: None,
+        }
+        .encode(cx)
+    }
+}
+
 /// A tensor filled with one value (no inputs).
 #[derive(Clone, Debug)]
 pub struct Fill {
@@ -601,6 +678,18 @@ impl Graph {
     /// gelu_tanh(a) · b
     pub fn geglu(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
         self.binary(a, b, BinaryKind::Geglu)
+    }
+    pub fn exp(&mut self, x: TensorId) -> Result<TensorId> {
+        self.unary(x, UnaryKind::Exp)
+    }
+    /// A copy of `x` that gradients do not flow through.
+    pub fn stop_gradient(&mut self, x: TensorId) -> Result<TensorId> {
+        self.apply1(StopGradient, &[x])
+    }
+    /// Apply `kind` to `x` in place (ordered after every earlier reader and writer of `x`).
+    pub fn unary_in_place(&mut self, x: TensorId, kind: UnaryKind) -> Result<()> {
+        self.apply(UnaryInPlace { kind }, &[x])?;
+        Ok(())
     }
     pub fn transpose(&mut self, x: TensorId) -> Result<TensorId> {
         self.apply1(Transpose, &[x])

@@ -22,6 +22,7 @@ mod model;
 mod naga;
 mod norm;
 mod optim;
+mod train;
 mod peak;
 mod pool;
 mod reduce;

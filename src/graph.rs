@@ -605,6 +605,14 @@ impl Plan {
         self.arena_bytes
     }
 
+    /// The shape and dtype of a tensor of this plan.
+    pub fn desc(&self, t: TensorId) -> Result<&TensorDesc> {
+        self.tensors
+            .get(t.0)
+            .map(|i| &i.desc)
+            .ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))
+    }
+
     pub fn dispatch_count(&self) -> usize {
         self.dispatches.len()
     }

@@ -29,6 +29,14 @@ pub struct ModelBuilder<'c> {
     params: Vec<(TensorId, ParamSource)>,
     /// Every official key this graph reads, with its shape.
     pub keys: BTreeMap<String, Vec<usize>>,
+    /// Training graphs save each attention's log-sum-exp for its backward pass instead of
+    /// recomputing the forward.
+    pub training: bool,
+    /// With `Some(batch)`, every transformer residual branch of the encoder and decoder is
+    /// multiplied by a per-sample drop-path mask input [batch, 1, 1] (see `drop_masks`).
+    pub drop_path_batch: Option<usize>,
+    /// The drop-path mask inputs with their drop rates, in recording order.
+    pub drop_masks: Vec<(TensorId, f32)>,
 }
 
 const EPS_VIT: f32 = 1e-6;
@@ -41,10 +49,46 @@ impl<'c> ModelBuilder<'c> {
             g: Graph::new(),
             params: Vec::new(),
             keys: BTreeMap::new(),
+            training: false,
+            drop_path_batch: None,
+            drop_masks: Vec::new(),
         }
     }
 
-    fn p(&mut self, key: &str, shape: &[usize]) -> TensorId {
+    /// Fused attention over packed qkv; in training graphs the log-sum-exp is kept for backward.
+    fn attend(
+        &mut self,
+        qkv: TensorId,
+        heads: usize,
+        causal: bool,
+        head_average: bool,
+    ) -> Result<TensorId> {
+        if self.training {
+            Ok(self.g.attention_with_lse(qkv, heads, causal, head_average)?.0)
+        } else {
+            self.g.attention(qkv, heads, causal, head_average)
+        }
+    }
+
+    /// Stochastic depth on a residual branch [B, ...]: x · mask[b], the mask being 0 or
+    /// 1/(1 − rate) per sample (timm's `drop_path` with scale_by_keep), drawn by the trainer.
+    fn drop_path(&mut self, x: TensorId, rate: f32) -> Result<TensorId> {
+        let Some(batch) = self.drop_path_batch else {
+            return Ok(x);
+        };
+        if rate <= 0.0 {
+            return Ok(x);
+        }
+        let rank = self.g.shape(x).len();
+        let mut shape = vec![1; rank];
+        shape[0] = batch;
+        let name = format!("drop_path.{}", self.drop_masks.len());
+        let mask = self.g.input(&name, &shape, DType::F32);
+        self.drop_masks.push((mask, rate));
+        self.g.mul(x, mask)
+    }
+
+    pub(crate) fn p(&mut self, key: &str, shape: &[usize]) -> TensorId {
         if let Some((t, _)) = self
             .params
             .iter()
@@ -111,18 +155,30 @@ impl<'c> ModelBuilder<'c> {
         self.linear(h, &format!("{prefix}.w2"), hidden, c, true)
     }
 
-    /// timm pre-norm ViT block with the GeGLU MLP. x: [B, L, C].
-    fn vit_block(&mut self, x: TensorId, prefix: &str) -> Result<TensorId> {
+    /// timm pre-norm ViT block with the GeGLU MLP. x: [B, L, C]. `drop_rate` is this block's
+    /// stochastic-depth rate (used only when the builder has drop-path masks enabled).
+    fn vit_block(&mut self, x: TensorId, prefix: &str, drop_rate: f32) -> Result<TensorId> {
         let c = self.cfg.vit_width;
         let hidden = self.cfg.vit_mlp_hidden();
         let n1 = self.ln(x, &format!("{prefix}.norm1"), c, EPS_VIT)?;
         let qkv = self.linear(n1, &format!("{prefix}.attn.qkv"), c, 3 * c, true)?;
-        let a = self.g.attention(qkv, self.cfg.vit_heads, false, false)?;
+        let a = self.attend(qkv, self.cfg.vit_heads, false, false)?;
         let a = self.linear(a, &format!("{prefix}.attn.proj"), c, c, true)?;
+        let a = self.drop_path(a, drop_rate)?;
         let x = self.g.add(x, a)?;
         let n2 = self.ln(x, &format!("{prefix}.norm2"), c, EPS_VIT)?;
         let m = self.geglu(n2, &format!("{prefix}.mlp"), c, hidden)?;
+        let m = self.drop_path(m, drop_rate)?;
         self.g.add(x, m)
+    }
+
+    /// timm's stochastic-depth decay rule: block i of `depth` gets rate · i / (depth − 1).
+    fn block_drop_rate(&self, i: usize) -> f32 {
+        let depth = self.cfg.vit_depth;
+        if depth <= 1 {
+            return 0.0;
+        }
+        (self.cfg.drop_path * i as f64 / (depth - 1) as f64) as f32
     }
 
     /// MbConvLNBlock (encoder), NCHW.
@@ -234,7 +290,8 @@ impl<'c> ModelBuilder<'c> {
         let pos = self.p("encoder.pos_embed", &[1, 1, c]);
         let mut x = self.g.add(x, pos)?;
         for i in 0..cfg.vit_depth {
-            x = self.vit_block(x, &format!("encoder.blocks.{i}"))?;
+            let rate = self.block_drop_rate(i);
+            x = self.vit_block(x, &format!("encoder.blocks.{i}"), rate)?;
             taps.push((format!("encoder.blocks.{i}"), x));
         }
         let x = self.ln(x, "encoder.norm", c, EPS_VIT)?;
@@ -277,7 +334,7 @@ impl<'c> ModelBuilder<'c> {
         );
         self.params.push((bias, ParamSource::Concat(keys.to_vec())));
         let qkv = self.g.linear(n1, w, Some(bias))?;
-        let a = self.g.attention(qkv, heads, false, down)?;
+        let a = self.attend(qkv, heads, false, down)?;
         let aw = if down { dout } else { inner };
         let a = self.linear(a, &format!("{prefix}.attn.proj"), aw, dout, true)?;
         let n3 = self.ln(x, &format!("{prefix}.norm3"), din, EPS_TORCH)?;
@@ -289,7 +346,7 @@ impl<'c> ModelBuilder<'c> {
         Ok((self.g.add(y, m)?, a))
     }
 
-    fn codebooks(&mut self) -> TensorId {
+    pub(crate) fn codebooks(&mut self) -> TensorId {
         let cfg = self.cfg;
         let (g, k, d) = (cfg.num_codebooks, cfg.codebook_size(), cfg.code_dim());
         let keys: Vec<String> = (0..g)
@@ -331,7 +388,8 @@ impl<'c> ModelBuilder<'c> {
         let mut taps = Vec::new();
         let mut x = x;
         for i in 0..cfg.vit_depth {
-            x = self.vit_block(x, &format!("decoder.blocks.{i}"))?;
+            let rate = self.block_drop_rate(i);
+            x = self.vit_block(x, &format!("decoder.blocks.{i}"), rate)?;
             taps.push((format!("decoder.blocks.{i}"), x));
         }
         let x = self.ln(x, "decoder.norm", c, EPS_VIT)?;
@@ -404,7 +462,7 @@ impl<'c> ModelBuilder<'c> {
             let wq = self.p(&format!("{pre}.attn.in_proj_weight"), &[3 * w, w]);
             let bq = self.p(&format!("{pre}.attn.in_proj_bias"), &[3 * w]);
             let qkv = self.g.linear(n, wq, Some(bq))?;
-            let a = self.g.attention(qkv, cfg.text_heads, true, false)?;
+            let a = self.attend(qkv, cfg.text_heads, true, false)?;
             let a = self.linear(a, &format!("{pre}.attn.out_proj"), w, w, true)?;
             x = self.g.add(x, a)?;
             let n = self.ln(x, &format!("{pre}.ln_2"), w, EPS_TORCH)?;

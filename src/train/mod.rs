@@ -1,0 +1,4 @@
+//! Training UniTok: the compiled training step (`step`), the learning-rate schedule
+//! (`schedule`).
+pub mod schedule;
+pub mod step;

@@ -90,6 +90,16 @@ fn conv2d_backward_weight_kernel() {
     cases.push((1, 2, 5, 13, 3, 1, 1, 0, 1));
     cases.push((3, 4, 11, 10, 4, 3, 1, 1, 2));
     cases.push((2, 6, 9, 11, 6, 5, 2, 2, 6));
+    // The tiled kernel (≥ 8 output channels and ≥ 8 columns per group): 32×32 output tiles
+    // (Cout 31/32/33, columns 27/36/40/72/288), K = N·Ho·Wo around the 16-chunk, groups, stride 2.
+    for cout in [31, 32, 33] {
+        cases.push((2, 4, 5, 5, cout, 3, 1, 1, 1));
+    }
+    cases.push((1, 3, 6, 6, 8, 3, 2, 1, 1));
+    cases.push((2, 40, 4, 4, 40, 1, 1, 0, 1));
+    cases.push((1, 16, 6, 6, 16, 3, 1, 1, 2));
+    cases.push((1, 9, 1, 1, 9, 1, 1, 0, 1));
+    cases.push((3, 32, 3, 5, 40, 3, 1, 1, 1));
     for (i, &(n, cin, h, w, cout, k, s, p, g)) in cases.iter().enumerate() {
         let op = conv(s, p, g);
         let x = rand_tensor(&[n, cin, h, w], 700 + i as u64);

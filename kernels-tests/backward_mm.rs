@@ -161,9 +161,12 @@ fn mean_backward_matches_finite_differences() {
 #[test]
 fn gather_backward_is_a_deterministic_scatter_add() {
     use unitok::ops::gather::{GatherRows, GatherRowsGrad};
-    // Repeated ids sum; out-of-range ids contribute nothing; ids get no gradient.
+    // Repeated ids sum; out-of-range ids contribute nothing; ids get no gradient. Tables with
+    // fewer rows than tokens take the per-row kernel, larger ones the per-token pair.
     for (v, d, idshape) in [
-        (50usize, 12usize, &[2usize, 5][..]),
+        (300usize, 33usize, &[2usize, 20][..]),
+        (1000, 5, &[64]),
+        (50, 12, &[2, 5]),
         (7, 63, &[3, 4]),
         (9, 64, &[17]),
         (5, 65, &[2, 3, 2]),

@@ -57,12 +57,14 @@ fn one_training_step_matches_the_reference() {
     opts.keep_grads = true;
     let lr = group["lr"].as_f64().unwrap();
 
+    let t0 = std::time::Instant::now();
     let mut step = TrainStep::build(&gpu(), &cfg, opts, &w).unwrap();
     eprintln!(
         "training step: {} dispatches, {:.1} MiB planned",
         step.plan().dispatch_count(),
         step.planned_bytes() as f64 / (1 << 20) as f64
     );
+    eprintln!("build {:?}", t0.elapsed());
     let images = npy::read_npy_f32(&dir.join("input.npy")).unwrap();
     let ids = npy::read_npy(&dir.join("text_ids.npy"))
         .unwrap()
@@ -72,6 +74,7 @@ fn one_training_step_matches_the_reference() {
         .run(&images, &ids, lr, &mut || panic!("no drop-path at rate 0"))
         .unwrap();
 
+    eprintln!("step {:?}", t0.elapsed());
     // Losses.
     let mut worst_loss = 0.0f64;
     for (name, v) in report
@@ -151,10 +154,16 @@ fn one_training_step_matches_the_reference() {
             if e / tol > worst.0 {
                 worst = (e / tol, format!("{k}[{i}] err {e:.2e} tol {tol:.0e}"));
             }
-            assert!(e <= tol, "{k}[{i}] after the step: {a} vs {b} (err {e:.2e}, tol {tol:.0e})");
+            assert!(
+                e <= tol,
+                "{k}[{i}] after the step: {a} vs {b} (err {e:.2e}, tol {tol:.0e})"
+            );
         }
     }
-    eprintln!("params after: worst {} ({:.2} of its tolerance)", worst.1, worst.0);
+    eprintln!(
+        "params after: worst {} ({:.2} of its tolerance)",
+        worst.1, worst.0
+    );
     let ls: &HostTensor = after.get("logit_scale").unwrap();
     let want_ls = losses["logit_scale_after"].as_f64().unwrap() as f32;
     assert!((ls.as_f32().unwrap()[0] - want_ls).abs() < 1e-6);

@@ -114,6 +114,42 @@ fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
+// The same sums for tables much larger than the token count, in two passes: zero the whole
+// gradient, then one workgroup per entry e = t·G + gi that is the first token with its id sums
+// the dy rows of every token with that id, in token order — the order scatter_rows uses, so
+// both give identical bits.
+@group(0) @binding(1) var<storage, read_write> z_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn scatter_rows_zero(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * 256u + li;
+    if (i >= cp.g * cp.k * cp.d) { return; }
+    z_out[i] = 0.0;
+}
+
+@compute @workgroup_size(64)
+fn scatter_rows_first(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = linear_workgroup(wg, nwg);
+    if (e >= cp.n * cp.g) { return; }
+    let t = e / cp.g;
+    let gi = e - t * cp.g;
+    let id = c_ids[e];
+    if (id >= cp.k) { return; }
+    for (var u = 0u; u < t; u++) {
+        if (c_ids[u * cp.g + gi] == id) { return; }
+    }
+    for (var j = li; j < cp.d; j += 64u) {
+        var acc = 0.0;
+        for (var u = t; u < cp.n; u++) {
+            let f = u * cp.g + gi;
+            if (c_ids[f] == id) {
+                acc += c_dy[f * cp.d + j];
+            }
+        }
+        c_out[(gi * cp.k + id) * cp.d + j] = acc;
+    }
+}
+
 struct McqParams {   // the layout of mcq.rs's Params
     n: u32,
     g: u32,

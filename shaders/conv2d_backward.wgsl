@@ -189,3 +189,107 @@ fn conv_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
         dw[w_index(g, co, ci, ky, kx)] = part[0];
     }
 }
+
+// conv_dw_tiled: the weight gradient as a tiled implicit GEMM per group: M = output channels of
+// the group, N = (ci, ky, kx), K = (n, oh, ow). A workgroup of 8×8 lanes owns a 32×32 output
+// tile (4×4 per lane) and streams K in chunks of 16 through workgroup memory: dy[co, k] and the
+// implicitly im2col'ed x[k, (ci, ky, kx)] (zero outside the padded input). Each element's sum
+// runs over K in a fixed order: deterministic, no atomics.
+// Grid: (⌈N / 32⌉, ⌈M / 32⌉, groups).
+const DT: u32 = 32u;
+const DK: u32 = 16u;
+
+var<workgroup> tile_dy: array<array<f32, 32>, 16>;
+var<workgroup> tile_x: array<array<f32, 32>, 16>;
+
+@compute @workgroup_size(64)
+fn conv_dw_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let g = wg.z;
+    let khw = p.kh * p.kw;
+    let ncols = p.cin_g * khw;
+    let hwo = p.ho * p.wo;
+    let ktotal = p.batch * hwo;
+    let m0 = wg.y * DT;
+    let n0 = wg.x * DT;
+    let tr = (li / 8u) * 4u; // this lane's rows (co) within the tile
+    let tc = (li % 8u) * 4u; // this lane's columns
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            acc[i][j] = 0.0;
+        }
+    }
+    // Lane li loads column li % 32 of rows li / 32 + 2r (r < 8) of each 16 × 32 tile: its
+    // column's (ci, ky, kx) is fixed, and its K position advances by 2 per load, so (n, oh, ow)
+    // is stepped instead of divided out.
+    let col = li % DT;
+    let co_ld = m0 + col;
+    let j = n0 + col;
+    let ci_ld = j / khw;
+    let t_ld = j - ci_ld * khw;
+    let ky_ld = t_ld / p.kw;
+    let kx_ld = t_ld - ky_ld * p.kw;
+    let y_ch = p.y_off + (g * p.cout_g + co_ld) * p.ys_c;
+    let x_ch = p.x_off + (g * p.cin_g + ci_ld) * p.xs_c;
+    let k_first = li / DT;
+    var n = k_first / hwo;
+    var oh = (k_first - n * hwo) / p.wo;
+    var ow = k_first - n * hwo - oh * p.wo;
+    for (var k0 = 0u; k0 < ktotal; k0 += DK) {
+        for (var r = 0u; r < 8u; r++) {
+            let kk = k_first + 2u * r;
+            var vy = 0.0;
+            var vx = 0.0;
+            if (k0 + kk < ktotal) {
+                if (co_ld < p.cout_g) {
+                    vy = gy[y_ch + n * p.ys_n + oh * p.ys_h + ow];
+                }
+                if (j < ncols) {
+                    let ih = i32(oh * p.stride + ky_ld) - i32(p.pad);
+                    let iw = i32(ow * p.stride + kx_ld) - i32(p.pad);
+                    if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
+                        vx = xin[x_ch + n * p.xs_n + u32(ih) * p.xs_h + u32(iw)];
+                    }
+                }
+            }
+            tile_dy[kk][col] = vy;
+            tile_x[kk][col] = vx;
+            ow += 2u;
+            while (ow >= p.wo) {
+                ow -= p.wo;
+                oh += 1u;
+                if (oh >= p.ho) {
+                    oh = 0u;
+                    n += 1u;
+                }
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < DK; kk++) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a[i] = tile_dy[kk][tr + i];
+                b[i] = tile_x[kk][tc + i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + tr + i;
+        if (co >= p.cout_g) { continue; }
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + tc + j;
+            if (col >= ncols) { continue; }
+            let ci = col / khw;
+            let t = col - ci * khw;
+            let ky = t / p.kw;
+            dw[w_index(g, co, ci, ky, t - ky * p.kw)] = acc[i][j];
+        }
+    }
+}

@@ -685,6 +685,41 @@ impl Plan {
         self.gpu.check("running the graph")
     }
 
+    /// Run the plan once with every dispatch in its own submission, waiting for each: the wall
+    /// time per dispatch label, summed over dispatches with the same label, slowest first.
+    /// For finding hot spots only — the waits make the whole run slower than `run`.
+    pub fn profile(&mut self) -> Result<Vec<(String, std::time::Duration, usize)>> {
+        let mut by_label: HashMap<String, (std::time::Duration, usize)> = HashMap::new();
+        self.gpu.wait()?;
+        for d in &self.dispatches {
+            let t0 = std::time::Instant::now();
+            let mut enc = self
+                .gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("profile"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("profile"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&d.pipeline.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
+            }
+            self.last_submission = self.gpu.submit(vec![enc.finish()]);
+            self.gpu.wait()?;
+            let e = by_label.entry(d.label.clone()).or_default();
+            e.0 += t0.elapsed();
+            e.1 += 1;
+        }
+        self.gpu.check("profiling the graph")?;
+        let mut v: Vec<_> = by_label.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(v)
+    }
+
     /// Names of the dispatches in execution order (for profiling output).
     pub fn dispatch_labels(&self) -> Vec<&str> {
         self.dispatches.iter().map(|d| d.label.as_str()).collect()

@@ -64,7 +64,10 @@ impl<'c> ModelBuilder<'c> {
         head_average: bool,
     ) -> Result<TensorId> {
         if self.training {
-            Ok(self.g.attention_with_lse(qkv, heads, causal, head_average)?.0)
+            Ok(self
+                .g
+                .attention_with_lse(qkv, heads, causal, head_average)?
+                .0)
         } else {
             self.g.attention(qkv, heads, causal, head_average)
         }

@@ -98,6 +98,115 @@ struct Geom {
 }
 
 impl Conv2d {
+    /// The forward dispatch for geometry `g` with weight strides [co, ci, ky, kx, offset]
+    /// (signed: the data gradient of a stride-1 convolution is this convolution of dy with the
+    /// weights transposed and flipped through their strides). Binds: x, w, (bias), out.
+    fn forward_dispatch(
+        &self,
+        caps: &crate::device::Caps,
+        g: &Geom,
+        wstrides: [i32; 5],
+    ) -> Result<Dispatch> {
+        let (cin_g, cout_g) = (g.cin / self.groups, g.cout / self.groups);
+        let pointwise = g.kh == 1 && g.kw == 1 && self.stride == 1 && self.padding == 0;
+        let width3 = g.kw == 3 && (self.stride == 1 || self.stride == 2);
+        // The subgroup kernels (32 channels × 4 pixels per invocation) need subgroups of at
+        // least 8 lanes and enough channels to fill their tile.
+        let sg =
+            caps.subgroups && caps.subgroup_min >= 8 && cout_g >= SG_TM && (pointwise || width3);
+        // Register block: TM channels (no more than the group has), TN pixels.
+        let tm = if sg {
+            SG_TM
+        } else {
+            [1usize, 2, 4, 8]
+                .into_iter()
+                .find(|&t| t >= cout_g)
+                .unwrap_or(8)
+        };
+        let tn = if pointwise || sg {
+            4
+        } else if tm == 1 {
+            [1usize, 2, 4, 8]
+                .into_iter()
+                .find(|&t| t >= g.wo)
+                .unwrap_or(8)
+        } else {
+            [1usize, 2, 4].into_iter().find(|&t| t >= g.wo).unwrap_or(4)
+        };
+        let cb = g.wo.div_ceil(tn);
+        let p_tiles = if pointwise {
+            (g.ho * g.wo).div_ceil(WGX * tn)
+        } else {
+            (g.ho * cb).div_ceil(WGX)
+        };
+        let m_tiles = cout_g.div_ceil(tm);
+        let tiles = p_tiles * m_tiles * self.groups * g.n;
+        if tiles > u32::MAX as usize {
+            return Err(Error::shape(
+                self.name(),
+                format!("{tiles} workgroups is too many"),
+                &[&[g.n, g.cin, g.h, g.w]],
+            ));
+        }
+        let p = ConvParams {
+            cin_g: cin_g as u32,
+            h: g.h as u32,
+            w: g.w as u32,
+            cout_g: cout_g as u32,
+            ho: g.ho as u32,
+            wo: g.wo as u32,
+            kh: g.kh as u32,
+            kw: g.kw as u32,
+            stride: self.stride as u32,
+            pad: self.padding as u32,
+            groups: self.groups as u32,
+            batch: g.n as u32,
+            xs_n: (g.cin * g.h * g.w) as u32,
+            xs_c: (g.h * g.w) as u32,
+            xs_h: g.w as u32,
+            x_off: 0,
+            ws_co: wstrides[0],
+            ws_ci: wstrides[1],
+            ws_ky: wstrides[2],
+            ws_kx: wstrides[3],
+            w_off: wstrides[4],
+            ys_n: (g.cout * g.ho * g.wo) as u32,
+            ys_c: (g.ho * g.wo) as u32,
+            ys_h: g.wo as u32,
+            y_off: 0,
+            p_tiles: p_tiles as u32,
+            m_tiles: m_tiles as u32,
+            tiles: tiles as u32,
+            cb: cb as u32,
+            _p: [0; 3],
+        };
+        let kernel = match (sg, pointwise) {
+            (true, true) => Kernel::new("conv2d_sg", "conv1_sg"),
+            (true, false) => Kernel::new("conv2d_sg", "conv3_sg").with("SS", self.stride as f64),
+            (false, true) => Kernel::new("conv2d", "conv_1x1")
+                .with("TM", tm as f64)
+                .with("TN", tn as f64),
+            (false, false) => Kernel::new("conv2d", "conv_direct")
+                .with("KS", if width3 { 3.0 } else { 0.0 })
+                .with("SS", if width3 { self.stride as f64 } else { 0.0 })
+                .with("TM", tm as f64)
+                .with("TN", tn as f64),
+        };
+        let kernel = kernel.with("HAS_BIAS", g.has_bias as u8 as f64);
+        // Without a bias, binding 3 aliases the weights (never read).
+        let bias_bind = if g.has_bias {
+            Bind::read(2)
+        } else {
+            Bind::read(1)
+        };
+        Ok(Dispatch {
+            kernel,
+            params: params(&p),
+            binds: vec![Bind::read(0), Bind::read(1), bias_bind, Bind::write(0)],
+            grid: [tiles as u32, 1, 1],
+        })
+    }
+
     fn geom(&self, shapes: &[&[usize]]) -> Result<Geom> {
         let name = self.name();
         let (x, w, b) = match shapes {
@@ -248,107 +357,9 @@ impl Op for Conv2d {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
         let g = self.geom(&shapes)?;
-        let (cin_g, cout_g) = (g.cin / self.groups, g.cout / self.groups);
-        let pointwise = g.kh == 1 && g.kw == 1 && self.stride == 1 && self.padding == 0;
-        let width3 = g.kw == 3 && (self.stride == 1 || self.stride == 2);
-        // The subgroup kernels (32 channels × 4 pixels per invocation) need subgroups of at
-        // least 8 lanes and enough channels to fill their tile.
-        let sg = cx.caps.subgroups
-            && cx.caps.subgroup_min >= 8
-            && cout_g >= SG_TM
-            && (pointwise || width3);
-        // Register block: TM channels (no more than the group has), TN pixels.
-        let tm = if sg {
-            SG_TM
-        } else {
-            [1usize, 2, 4, 8]
-                .into_iter()
-                .find(|&t| t >= cout_g)
-                .unwrap_or(8)
-        };
-        let tn = if pointwise || sg {
-            4
-        } else if tm == 1 {
-            [1usize, 2, 4, 8]
-                .into_iter()
-                .find(|&t| t >= g.wo)
-                .unwrap_or(8)
-        } else {
-            [1usize, 2, 4].into_iter().find(|&t| t >= g.wo).unwrap_or(4)
-        };
-        let cb = g.wo.div_ceil(tn);
-        let p_tiles = if pointwise {
-            (g.ho * g.wo).div_ceil(WGX * tn)
-        } else {
-            (g.ho * cb).div_ceil(WGX)
-        };
-        let m_tiles = cout_g.div_ceil(tm);
-        let tiles = p_tiles * m_tiles * self.groups * g.n;
-        if tiles > u32::MAX as usize {
-            return Err(Error::shape(
-                self.name(),
-                format!("{tiles} workgroups is too many"),
-                &shapes,
-            ));
-        }
-        let k = cin_g * g.kh * g.kw;
-        let p = ConvParams {
-            cin_g: cin_g as u32,
-            h: g.h as u32,
-            w: g.w as u32,
-            cout_g: cout_g as u32,
-            ho: g.ho as u32,
-            wo: g.wo as u32,
-            kh: g.kh as u32,
-            kw: g.kw as u32,
-            stride: self.stride as u32,
-            pad: self.padding as u32,
-            groups: self.groups as u32,
-            batch: g.n as u32,
-            xs_n: (g.cin * g.h * g.w) as u32,
-            xs_c: (g.h * g.w) as u32,
-            xs_h: g.w as u32,
-            x_off: 0,
-            ws_co: k as i32,
-            ws_ci: (g.kh * g.kw) as i32,
-            ws_ky: g.kw as i32,
-            ws_kx: 1,
-            w_off: 0,
-            ys_n: (g.cout * g.ho * g.wo) as u32,
-            ys_c: (g.ho * g.wo) as u32,
-            ys_h: g.wo as u32,
-            y_off: 0,
-            p_tiles: p_tiles as u32,
-            m_tiles: m_tiles as u32,
-            tiles: tiles as u32,
-            cb: cb as u32,
-            _p: [0; 3],
-        };
-        let kernel = match (sg, pointwise) {
-            (true, true) => Kernel::new("conv2d_sg", "conv1_sg"),
-            (true, false) => Kernel::new("conv2d_sg", "conv3_sg").with("SS", self.stride as f64),
-            (false, true) => Kernel::new("conv2d", "conv_1x1")
-                .with("TM", tm as f64)
-                .with("TN", tn as f64),
-            (false, false) => Kernel::new("conv2d", "conv_direct")
-                .with("KS", if width3 { 3.0 } else { 0.0 })
-                .with("SS", if width3 { self.stride as f64 } else { 0.0 })
-                .with("TM", tm as f64)
-                .with("TN", tn as f64),
-        };
-        let kernel = kernel.with("HAS_BIAS", g.has_bias as u8 as f64);
-        // Without a bias, binding 3 aliases the weights (never read).
-        let bias_bind = if g.has_bias {
-            Bind::read(2)
-        } else {
-            Bind::read(1)
-        };
-        Ok(vec![Dispatch {
-            kernel,
-            params: params(&p),
-            binds: vec![Bind::read(0), Bind::read(1), bias_bind, Bind::write(0)],
-            grid: [tiles as u32, 1, 1],
-        }])
+        let k = (g.cin / self.groups * g.kh * g.kw) as i32;
+        let dense = [k, (g.kh * g.kw) as i32, g.kw as i32, 1, 0];
+        Ok(vec![self.forward_dispatch(cx.caps, &g, dense)?])
     }
 }
 
@@ -528,6 +539,38 @@ impl Op for Conv2dBackwardData {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
         let g = self.geom(&shapes)?;
+        if self.conv.stride == 1 && self.conv.groups == 1 && self.conv.padding < g.kh.min(g.kw) {
+            // dx = conv(dy, w transposed and flipped), stride 1, padding k − 1 − p: the forward
+            // kernels, with w addressed through signed strides instead of a rearranged copy.
+            let fwd = Conv2d {
+                stride: 1,
+                padding: g.kh - 1 - self.conv.padding,
+                groups: 1,
+            };
+            if g.kh == g.kw {
+                let tg = Geom {
+                    n: g.n,
+                    cin: g.cout,
+                    h: g.ho,
+                    w: g.wo,
+                    cout: g.cin,
+                    kh: g.kh,
+                    kw: g.kw,
+                    ho: g.h,
+                    wo: g.w,
+                    has_bias: false,
+                };
+                let (kh, kw) = (g.kh as i32, g.kw as i32);
+                let wstrides = [
+                    kh * kw,
+                    g.cin as i32 * kh * kw,
+                    -kw,
+                    -1,
+                    (kh - 1) * kw + kw - 1,
+                ];
+                return Ok(vec![fwd.forward_dispatch(cx.caps, &tg, wstrides)?]);
+            }
+        }
         let cin_g = g.cin / self.conv.groups;
         let tm = [1usize, 2, 4, 8]
             .into_iter()
@@ -668,6 +711,27 @@ impl Op for Conv2dBackwardWeight {
             tiles: tiles as u32,
             ..self.conv.dense_params(&g)
         };
+        // Few output rows per group (depthwise): one workgroup per weight element reducing
+        // over all positions. Otherwise the tiled implicit GEMM, whose 32×32 tiles reuse each
+        // loaded value 4 times per lane.
+        let (cin_g, cout_g) = (g.cin / self.conv.groups, g.cout / self.conv.groups);
+        let ncols = cin_g * g.kh * g.kw;
+        if cout_g >= 8 && ncols >= 8 {
+            let grid = [
+                ncols.div_ceil(32) as u32,
+                cout_g.div_ceil(32) as u32,
+                self.conv.groups as u32,
+            ];
+            if grid.iter().any(|d| *d > 65535) {
+                return Err(Error::shape(self.name(), "grid over 65535 tiles", &shapes));
+            }
+            return Ok(vec![Dispatch {
+                kernel: Kernel::new("conv2d_backward", "conv_dw_tiled"),
+                params: params(&p),
+                binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+                grid,
+            }]);
+        }
         Ok(vec![Dispatch {
             kernel: Kernel::new("conv2d_backward", "conv_dw"),
             params: params(&p),

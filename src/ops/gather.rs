@@ -209,15 +209,34 @@ impl Op for GatherRowsGrad {
                 limit: cx.caps.max_storage_binding,
             });
         }
+        let p = params(&ScatterParams {
+            n: n as u32,
+            g: self.groups as u32,
+            k: self.rows as u32,
+            d: d as u32,
+            ..Default::default()
+        });
+        // Per table row, every row scans all n tokens: K·n work. From the tokens' side (zero
+        // the table, then each first occurrence sums its id's rows): K + n² work. Same bits.
+        if n < self.rows {
+            return Ok(vec![
+                Dispatch {
+                    kernel: Kernel::new("backward_mm", "scatter_rows_zero"),
+                    params: p.clone(),
+                    binds: vec![Bind::write(0)],
+                    grid: [groups(self.groups * self.rows * d, 256), 1, 1],
+                },
+                Dispatch {
+                    kernel: Kernel::new("backward_mm", "scatter_rows_first"),
+                    params: p,
+                    binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+                    grid: [(n * self.groups) as u32, 1, 1],
+                },
+            ]);
+        }
         Ok(vec![Dispatch {
             kernel: Kernel::new("backward_mm", "scatter_rows"),
-            params: params(&ScatterParams {
-                n: n as u32,
-                g: self.groups as u32,
-                k: self.rows as u32,
-                d: d as u32,
-                ..Default::default()
-            }),
+            params: p,
             binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
             grid: [(self.groups * self.rows) as u32, 1, 1],
         }])

@@ -26,7 +26,9 @@
 use crate::config::UnitokConfig;
 use crate::error::{Error, Result};
 use crate::graph::{Plan, TensorId};
-use crate::model::{assemble, eot_positions, expected_keys, ModelBuilder, ParamSource, WeightSource};
+use crate::model::{
+    assemble, eot_positions, expected_keys, ModelBuilder, ParamSource, WeightSource,
+};
 use crate::ops::elementwise::UnaryKind;
 use crate::ops::optim::hyper;
 use crate::tensor::{DType, HostTensor};
@@ -220,7 +222,9 @@ impl TrainStep {
     ) -> Result<TrainStep> {
         let bsz = opts.batch;
         if bsz == 0 {
-            return Err(Error::Invalid("training needs a batch of at least 1".into()));
+            return Err(Error::Invalid(
+                "training needs a batch of at least 1".into(),
+            ));
         }
         let size = cfg.img_size;
         cfg.tokens_for(size)?;
@@ -258,9 +262,8 @@ impl TrainStep {
 
         // CLIP: symmetric InfoNCE between the image and text embeddings of the batch.
         let img_emb = b.clip_image(pq)?;
-        let text_ids = b
-            .g
-            .input("text_ids", &[bsz, cfg.text_context_length], DType::U32);
+        let text_ids =
+            b.g.input("text_ids", &[bsz, cfg.text_context_length], DType::U32);
         let eot = b.g.input("eot", &[bsz], DType::U32);
         let (txt_emb, _) = b.text(text_ids, eot)?;
         let logit_scale = b.p("logit_scale", &[1]);
@@ -300,8 +303,10 @@ impl TrainStep {
 
         // Gradients, clipping, AdamW.
         let shapes = expected_keys(cfg)?;
-        let shape_of: HashMap<&str, &[usize]> =
-            shapes.iter().map(|(k, s)| (k.as_str(), s.as_slice())).collect();
+        let shape_of: HashMap<&str, &[usize]> = shapes
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_slice()))
+            .collect();
         let params = b.params().to_vec();
         let (train_params, frozen): (Vec<_>, Vec<_>) = params
             .into_iter()
@@ -317,7 +322,10 @@ impl TrainStep {
                     let mask = b.g.param(&format!("grad_mask({keys:?})"), &[n], DType::F32);
                     let mut data = Vec::with_capacity(n);
                     for k in keys {
-                        let len = shape_of.get(k.as_str()).map(|s| s.iter().product()).unwrap_or(0);
+                        let len = shape_of
+                            .get(k.as_str())
+                            .map(|s| s.iter().product())
+                            .unwrap_or(0);
                         let on = if is_buffer_piece(k) { 0.0 } else { 1.0 };
                         data.extend(std::iter::repeat_n(on, len));
                     }
@@ -329,7 +337,8 @@ impl TrainStep {
             grads.push(gr);
         }
         let clip = b.g.clip_grad_norm(&grads, opts.clip_grad)?;
-        let hyper_t = b.g.input("hyper", &[crate::ops::optim::HYPER_LEN], DType::F32);
+        let hyper_t =
+            b.g.input("hyper", &[crate::ops::optim::HYPER_LEN], DType::F32);
         let mut trained = Vec::with_capacity(grads.len());
         for ((t, src), gr) in train_params.into_iter().zip(&grads) {
             let shape = b.g.shape(t).to_vec();
@@ -428,17 +437,36 @@ impl TrainStep {
         for (mask, rate) in &self.drop_masks {
             let keep = 1.0 - *rate as f64;
             let data = (0..o.batch)
-                .map(|_| if uniform() < keep { (1.0 / keep) as f32 } else { 0.0 })
+                .map(|_| {
+                    if uniform() < keep {
+                        (1.0 / keep) as f32
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
-            self.plan.write(*mask, &HostTensor::f32(&[o.batch, 1, 1], data)?)?;
+            self.plan
+                .write(*mask, &HostTensor::f32(&[o.batch, 1, 1], data)?)?;
         }
         self.plan.run()?;
         let mut ids: Vec<TensorId> = self.terms.iter().map(|(_, t)| *t).collect();
         ids.extend([self.total, self.clip, self.indices]);
         let mut out = self.plan.read_many(&ids)?;
-        let codes = out.pop().map(|t| t.into_u32()).transpose()?.unwrap_or_default();
-        let clip = out.pop().map(|t| t.into_f32()).transpose()?.unwrap_or_default();
-        let total = out.pop().map(|t| t.into_f32()).transpose()?.unwrap_or_default();
+        let codes = out
+            .pop()
+            .map(|t| t.into_u32())
+            .transpose()?
+            .unwrap_or_default();
+        let clip = out
+            .pop()
+            .map(|t| t.into_f32())
+            .transpose()?
+            .unwrap_or_default();
+        let total = out
+            .pop()
+            .map(|t| t.into_f32())
+            .transpose()?
+            .unwrap_or_default();
         let terms = self
             .terms
             .iter()
@@ -520,8 +548,7 @@ impl TrainStep {
     pub fn moments(&self) -> Result<Vec<(String, HostTensor, HostTensor)>> {
         let m = self.read_split(|t| t.m)?;
         let v = self.read_split(|t| t.v)?;
-        Ok(m
-            .into_iter()
+        Ok(m.into_iter()
             .zip(v)
             .map(|((k, m), (_, v))| (k, m, v))
             .collect())
@@ -547,7 +574,8 @@ impl TrainStep {
                 };
                 let want = self.plan.desc(tr.id)?.shape.clone();
                 let data = assemble(&tr.source, &src)?.reshape(&want)?;
-                self.plan.write(if which == 0 { tr.m } else { tr.v }, &data)?;
+                self.plan
+                    .write(if which == 0 { tr.m } else { tr.v }, &data)?;
             }
         }
         self.step = step;
@@ -577,6 +605,11 @@ impl TrainStep {
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
+
+    /// The compiled plan, e.g. for `Plan::profile` (a profiled run is a full training step).
+    pub fn plan_mut(&mut self) -> &mut Plan {
+        &mut self.plan
+    }
 }
 
 /// Whether a (possibly fused) graph parameter is weight-decayed: by its first trainable piece.
@@ -600,7 +633,9 @@ fn write_param(
 ) -> Result<()> {
     let want = b.g.shape(t).to_vec();
     let data = assemble(src, weights)?.reshape(&want).map_err(|_| {
-        Error::Invalid(format!("parameter {src:?}: shape mismatch, expected {want:?}"))
+        Error::Invalid(format!(
+            "parameter {src:?}: shape mismatch, expected {want:?}"
+        ))
     })?;
     plan.write(t, &data)
 }
@@ -626,9 +661,9 @@ fn split(
             for k in keys {
                 let s = shape(k)?;
                 let n: usize = s.iter().product();
-                let piece = v.get(off..off + n).ok_or_else(|| {
-                    Error::Graph(format!("fused parameter too short for {k}"))
-                })?;
+                let piece = v
+                    .get(off..off + n)
+                    .ok_or_else(|| Error::Graph(format!("fused parameter too short for {k}")))?;
                 out.push((k.clone(), HostTensor::f32(&s, piece.to_vec())?));
                 off += n;
             }
@@ -648,13 +683,19 @@ struct MomentSource<'a> {
 impl WeightSource for MomentSource<'_> {
     fn tensor(&self, key: &str) -> Result<HostTensor> {
         if let Some((m, v)) = self.by_key.get(key) {
-            return Ok(if self.which == 0 { (*m).clone() } else { (*v).clone() });
+            return Ok(if self.which == 0 {
+                (*m).clone()
+            } else {
+                (*v).clone()
+            });
         }
         if is_buffer_piece(key) {
             if let Some(s) = self.shapes.get(key) {
                 return Ok(HostTensor::zeros(s));
             }
         }
-        Err(Error::Invalid(format!("optimizer state has no moments for {key}")))
+        Err(Error::Invalid(format!(
+            "optimizer state has no moments for {key}"
+        )))
     }
 }

@@ -50,7 +50,7 @@ HPARAMS = train_ref.StepHparams(lr=1e-3, betas=(0.9, 0.95), eps=1e-6, weight_dec
                                 clip_grad=10.0)
 FALLBACK_CLIP = 1.0
 
-# tiny64 golden suggestions (their README section 7); ours are never looser-than-needed below these
+# tiny64 golden suggestions (their README section 7): the suggested tolerances never go below these
 GOLDEN_TOL = {"losses_rtol": 2e-6, "grad_norm_rtol": 5e-6, "grads_rel": 5e-5,
               "params_after_atol_large": 5e-6, "params_after_atol_tiny": 2e-4}
 

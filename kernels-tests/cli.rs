@@ -10,7 +10,7 @@ use std::process::Command;
 use unitok::io::npy;
 use unitok::HostTensor;
 
-fn unitok(args: &[&str]) -> String {
+pub fn unitok(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_unitok"))
         .args(args)
         .output()
@@ -24,7 +24,7 @@ fn unitok(args: &[&str]) -> String {
     text
 }
 
-fn tmp(name: &str) -> PathBuf {
+pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("unitok-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

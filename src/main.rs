@@ -126,6 +126,9 @@ enum Cmd {
         #[arg(long)]
         ab_checks: bool,
     },
+    /// Train (or fine-tune) UniTok: reconstruction (0.2·L1 + MSE), VQ and CLIP losses, AdamW with
+    /// warm-up + cosine schedule, checkpoints that --resume continues exactly.
+    Train(Box<TrainFlags>),
     /// Time encode and decode of a whole model (random weights) and report its planned memory.
     BenchModel {
         /// Preset: vitamin_large (the released size), vitamin_base, tiny64.
@@ -136,6 +139,66 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         reps: usize,
     },
+}
+
+/// `unitok train` flags (names fixed so scripts can rely on them).
+#[derive(clap::Args)]
+struct TrainFlags {
+    /// A folder of images with a same-named .txt caption beside each, or a JSONL manifest of
+    /// {"image": path, "text": caption} lines (paths relative to the manifest).
+    #[arg(long)]
+    data: PathBuf,
+    /// Start from these weights (.safetensors from `unitok convert`, or an official .pth).
+    #[arg(long, conflicts_with = "config")]
+    init: Option<PathBuf>,
+    /// Start from a fresh reference initialisation of this config (preset name or JSON file).
+    #[arg(long)]
+    config: Option<String>,
+    /// Output folder: metrics.jsonl and checkpoints/step-N/ (model, optimizer, state).
+    #[arg(long)]
+    out: PathBuf,
+    /// Total optimizer steps (a resumed run continues up to this number).
+    #[arg(long)]
+    steps: u64,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Peak learning rate (the reference: 5e-4).
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f64,
+    /// Linear warm-up steps from 0 (default: 1% of --steps, as the reference).
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// The cosine schedule's floor as a fraction of the peak.
+    #[arg(long, default_value_t = 0.1)]
+    min_lr_ratio: f64,
+    #[arg(long, default_value_t = 0.02)]
+    weight_decay: f32,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 10.0)]
+    clip_grad: f32,
+    /// No random-resized crop: resize the shorter side and center-crop.
+    #[arg(long)]
+    no_augment: bool,
+    /// Batches in dataset (manifest) order instead of a seeded shuffle per epoch.
+    #[arg(long)]
+    no_shuffle: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write a checkpoint every N steps (and always at the end); 0: only at the end.
+    #[arg(long, default_value_t = 1000)]
+    save_every: u64,
+    /// Keep this many newest checkpoints.
+    #[arg(long, default_value_t = 2)]
+    keep_checkpoints: usize,
+    /// Continue from OUT/checkpoints/latest.
+    #[arg(long)]
+    resume: bool,
+    /// Write the first step's gradients (before clipping, official keys) to this safetensors file.
+    #[arg(long)]
+    dump_grads: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +213,53 @@ struct BatchArg {
     /// Images per GPU batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+}
+
+fn run_train(f: TrainFlags) -> Result<()> {
+    use unitok::train::run::{train, InitFrom, TrainArgs};
+    let init = match (f.init, f.config) {
+        (Some(w), _) => Some(InitFrom::Weights(w)),
+        (None, Some(c)) => Some(InitFrom::Config(c)),
+        (None, None) => None,
+    };
+    let args = TrainArgs {
+        data: f.data,
+        init,
+        out: f.out,
+        steps: f.steps,
+        batch_size: f.batch_size,
+        lr: f.lr,
+        warmup_steps: f.warmup_steps.unwrap_or(f.steps / 100),
+        min_lr_ratio: f.min_lr_ratio,
+        weight_decay: f.weight_decay,
+        clip_grad: f.clip_grad,
+        no_augment: f.no_augment,
+        no_shuffle: f.no_shuffle,
+        seed: f.seed,
+        save_every: f.save_every,
+        resume: f.resume,
+        dump_grads: f.dump_grads,
+        keep_checkpoints: f.keep_checkpoints,
+        quiet: f.quiet,
+    };
+    let gpu = Gpu::new()?;
+    let s = train(&gpu, &args)?;
+    if let Some(r) = &s.last {
+        let terms: Vec<String> = r.terms.iter().map(|(n, v)| format!("{n} {v:.5}")).collect();
+        println!(
+            "steps {}..{} in {:.1} s: {} total {:.5}; planned device memory {:.1} MiB",
+            s.first_step,
+            s.steps,
+            s.seconds,
+            terms.join(" "),
+            r.total,
+            s.planned_bytes as f64 / (1u64 << 20) as f64
+        );
+    }
+    if let Some(c) = &s.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -184,6 +294,7 @@ fn main() -> ExitCode {
             reps,
         } => run_bench_model(&preset, batch, reps),
         Cmd::Convert { input, output } => app::convert(&input, &output),
+        Cmd::Train(f) => run_train(*f),
         Cmd::Encode {
             w,
             inputs,

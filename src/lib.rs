@@ -21,6 +21,7 @@ pub mod selfcheck;
 pub mod shaders;
 pub mod tensor;
 pub mod text;
+pub mod train;
 
 pub use config::UnitokConfig;
 pub use device::Gpu;

@@ -175,7 +175,7 @@ pub fn save(out_dir: &Path, ck: &TrainCheckpoint, keep_last: usize) -> Result<Pa
     sync_dir(&root)?;
 
     let mut steps = list_steps(&root)?;
-    steps.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    steps.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
     let mut kept = 0;
     for (s, path) in steps {
         if s <= ck.step && kept < keep_last {

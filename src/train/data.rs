@@ -407,6 +407,21 @@ pub struct Loader {
     rng: Pcg32,
 }
 
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("samples", &self.dataset.len())
+            .field("img_size", &self.img_size)
+            .field("batch_size", &self.batch_size)
+            .field("augment", &self.augment)
+            .field("shuffle", &self.shuffle)
+            .field("seed", &self.seed)
+            .field("epoch", &self.epoch)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
 impl Loader {
     /// A loader at the start of epoch 0. `batch_size` must be in 1..=dataset length.
     pub fn new(

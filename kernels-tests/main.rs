@@ -26,3 +26,4 @@ mod peak;
 mod pool;
 mod reduce;
 mod softmax;
+mod train_data;

@@ -35,8 +35,9 @@
 //! after any batch plus [`Loader::resume`] reproduce exactly the batches the uninterrupted
 //! loader would have produced.
 //!
-//! Each batch decodes its images on up to `available_parallelism` threads; the crop parameters
-//! are drawn in batch order afterwards, so the result does not depend on the thread count.
+//! Each batch decodes and transforms its images on up to `available_parallelism` threads; the
+//! crop parameters are drawn in batch order in between, so the result does not depend on the
+//! thread count.
 
 use crate::error::{Error, Result};
 use crate::io::image::{self as img, Resample};
@@ -341,6 +342,18 @@ pub fn train_transform(image: &RgbImage, size: usize, rng: &mut Pcg32) -> Result
         )));
     }
     let c = crop_params(w, h, CROP_SCALE, CROP_RATIO, rng);
+    resized_crop(image, c, size)
+}
+
+/// torchvision `resized_crop` on a PIL image: crop `c`, Pillow bicubic resize to `size` ×
+/// `size`, [-1, 1]. f32 (3, S, S).
+pub fn resized_crop(image: &RgbImage, c: CropParams, size: usize) -> Result<HostTensor> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    if size == 0 || c.width == 0 || c.height == 0 || c.left + c.width > w || c.top + c.height > h {
+        return Err(Error::Invalid(format!(
+            "cannot crop {c:?} from a {w}x{h} image and resize it to {size}x{size}"
+        )));
+    }
     let crop = image::imageops::crop_imm(
         image,
         c.left as u32,
@@ -533,23 +546,33 @@ impl Loader {
             self.position = 0;
         }
         let indices = self.order[position..position + self.batch_size].to_vec();
-        let images = decode_all(
-            &indices
-                .iter()
-                .map(|&i| self.dataset.samples[i].image.as_path())
-                .collect::<Vec<_>>(),
-        )?;
-        let s = self.img_size;
+        let paths: Vec<&Path> = indices
+            .iter()
+            .map(|&i| self.dataset.samples[i].image.as_path())
+            .collect();
+        let images = par_map(&paths, |p| img::load_rgb(p))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        // Crop parameters in batch order, so the stream does not depend on the thread count.
         let mut rng = self.rng.clone();
+        let jobs: Vec<(&RgbImage, Option<CropParams>)> = images
+            .iter()
+            .map(|im| {
+                let (w, h) = (im.width() as usize, im.height() as usize);
+                let crop = self
+                    .augment
+                    .then(|| crop_params(w, h, CROP_SCALE, CROP_RATIO, &mut rng));
+                (im, crop)
+            })
+            .collect();
+        let s = self.img_size;
+        let tensors = par_map(&jobs, |&(im, crop)| match crop {
+            Some(c) => resized_crop(im, c, s),
+            None => eval_transform(im, s),
+        });
         let mut data = Vec::with_capacity(indices.len() * 3 * s * s);
-        for (im, &i) in images.iter().zip(&indices) {
-            let path = &self.dataset.samples[i].image;
-            let t = if self.augment {
-                train_transform(im, s, &mut rng)
-            } else {
-                eval_transform(im, s)
-            }
-            .map_err(|e| Error::format(path, e.to_string()))?;
+        for (t, p) in tensors.into_iter().zip(&paths) {
+            let t = t.map_err(|e| Error::format(p, e.to_string()))?;
             data.extend_from_slice(t.as_f32()?);
         }
         self.rng = rng;
@@ -565,28 +588,27 @@ impl Loader {
     }
 }
 
-/// Decode images in parallel, results in input order; the first error (in input order) wins.
-fn decode_all(paths: &[&Path]) -> Result<Vec<RgbImage>> {
+/// `f` over `items` on up to `available_parallelism` threads, results in input order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(paths.len())
-        .max(1);
-    if threads == 1 {
-        return paths.iter().map(|p| img::load_rgb(p)).collect();
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
     }
-    let chunk = paths.len().div_ceil(threads);
-    let parts: Vec<Vec<Result<RgbImage>>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = paths
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|ps| sc.spawn(move || ps.iter().map(|p| img::load_rgb(p)).collect::<Vec<_>>()))
+            .map(|c| sc.spawn(move || c.iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("image decoding thread panicked"))
+            .flat_map(|h| h.join().expect("a data loading thread panicked"))
             .collect()
-    });
-    parts.into_iter().flatten().collect()
+    })
 }
 
 #[cfg(test)]

@@ -11,14 +11,15 @@
 //! torchvision's `get_params` step for step ([`crop_params`]), drawn from this module's
 //! generator instead of torch's, so the distribution is the reference's but not its exact draws;
 //! they are computed in f64 where torchvision rounds the log-ratio bounds to f32. The crop is
-//! then resized to S × S with [`io::image::resize_bicubic`], our bit-exact port of Pillow's 8-bit
+//! then resized to S × S with [`crate::io::image::resize_bicubic`], our bit-exact port of Pillow's 8-bit
 //! bicubic resampling (cubic convolution a = −0.5, support stretched by the scale factor when
 //! downscaling, i.e. antialiased, 22-bit fixed-point weights, horizontal then vertical pass) —
-//! the same code as the inference path's bilinear resize, checked against Pillow. (The `image`
-//! crate's `CatmullRom` filter is not used: it resamples in floating point without Pillow's
-//! 8-bit intermediate and rounding, so it differs by a level here and there.) Without
+//! the same code as the inference path's bilinear resize, checked against Pillow fixtures in
+//! the tests. (The `image` crate's `CatmullRom` resize was not used: it resamples in floating
+//! point without Pillow's fixed-point weights and 8-bit intermediate; on the test pattern it
+//! differs from Pillow by up to 2 levels when downscaling and up to 16 when upscaling.) Without
 //! augmentation the eval transform is used: shorter side to S (bicubic), centre crop S × S; an
-//! image that already is S × S goes straight to [`io::image::to_tensor`], bit for bit.
+//! image that already is S × S goes straight to [`crate::io::image::to_tensor`], bit for bit.
 //! Images are converted to RGB when decoded (the reference converts after the crop; that only
 //! matters for images with alpha or a palette).
 //!

@@ -503,6 +503,16 @@ fn checkpoint_round_trip() {
     bad.state = serde_json::json!([1, 2]);
     assert!(err_text(ckpt::save(&out, &bad, 3)).contains("object"));
     assert!(ckpt::save(&out, &small_checkpoint(13), 0).is_err());
+    // A failure while writing leaves no temporary folder and `latest` where it was.
+    let mut bad = small_checkpoint(13);
+    bad.weights[2].1 = HostTensor::u32(&[], vec![1]).unwrap();
+    let e = err_text(ckpt::save(&out, &bad, 3));
+    assert!(e.contains("logit_scale") && e.contains("f32"), "{e}");
+    assert_eq!(
+        dir_names(&out.join("checkpoints")),
+        ["latest", "step-00000012"]
+    );
+    assert_eq!(ckpt::load_latest(&out).unwrap().unwrap(), ck);
     let e = err_text(ckpt::save(&out, &ck, 3));
     assert!(e.contains("latest"), "re-saving the latest step: {e}");
     for p in [out, out2] {

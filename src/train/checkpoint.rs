@@ -119,6 +119,45 @@ pub fn save(out_dir: &Path, ck: &TrainCheckpoint, keep_last: usize) -> Result<Pa
 
     let tmp = root.join(format!(".tmp-{name}"));
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let written = write_files(&tmp, ck, state);
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written?;
+
+    let dir = root.join(&name);
+    if dir.exists() {
+        // Left by a run that crashed before `latest` named it; `latest` does not point here.
+        remove_any(&dir)?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    sync_dir(&root)?;
+    let latest = root.join(LATEST_FILE);
+    write_atomic(&latest, |w| {
+        w.write_all(format!("{name}\n").as_bytes())
+            .map_err(werr(&latest))
+    })?;
+    sync_dir(&root)?;
+
+    let mut steps = list_steps(&root)?;
+    steps.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+    let mut kept = 0;
+    for (s, path) in steps {
+        if s <= ck.step && kept < keep_last {
+            kept += 1;
+        } else {
+            remove_any(&path)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// The three files of `ck` into the (new, empty) folder `tmp`, synced.
+fn write_files(
+    tmp: &Path,
+    ck: &TrainCheckpoint,
+    state: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let step_meta = (STEP_METADATA_KEY.to_string(), ck.step.to_string());
 
     let model = tmp.join(MODEL_FILE);
@@ -159,32 +198,7 @@ pub fn save(out_dir: &Path, ck: &TrainCheckpoint, keep_last: usize) -> Result<Pa
         .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
     write_atomic(&st, |w| w.write_all(&body).map_err(werr(&st)))?;
     sync_dir(&tmp)?;
-
-    let dir = root.join(&name);
-    if dir.exists() {
-        // Left by a run that crashed before `latest` named it; `latest` does not point here.
-        remove_any(&dir)?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
-    sync_dir(&root)?;
-    let latest = root.join(LATEST_FILE);
-    write_atomic(&latest, |w| {
-        w.write_all(format!("{name}\n").as_bytes())
-            .map_err(werr(&latest))
-    })?;
-    sync_dir(&root)?;
-
-    let mut steps = list_steps(&root)?;
-    steps.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
-    let mut kept = 0;
-    for (s, path) in steps {
-        if s <= ck.step && kept < keep_last {
-            kept += 1;
-        } else {
-            remove_any(&path)?;
-        }
-    }
-    Ok(dir)
+    Ok(())
 }
 
 /// The checkpoint `latest` names under `<out_dir>/checkpoints`, or `None` when there is none

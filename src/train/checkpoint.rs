@@ -197,7 +197,7 @@ fn write_files(
     let body = serde_json::to_vec_pretty(&serde_json::Value::Object(obj))
         .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
     write_atomic(&st, |w| w.write_all(&body).map_err(werr(&st)))?;
-    sync_dir(&tmp)?;
+    sync_dir(tmp)?;
     Ok(())
 }
 

@@ -649,6 +649,13 @@ mod tests {
     }
 
     #[test]
+    fn loader_can_move_to_a_prefetch_thread() {
+        fn send<T: Send>() {}
+        send::<Loader>();
+        send::<Batch>();
+    }
+
+    #[test]
     fn python_round_is_half_to_even() {
         assert_eq!((py_round(0.5), py_round(1.5), py_round(2.5)), (0, 2, 2));
     }

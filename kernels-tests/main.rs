@@ -27,3 +27,4 @@ mod pool;
 mod reduce;
 mod softmax;
 mod train;
+mod train_data;

@@ -4,7 +4,7 @@
 //! converted), and one metadata entry, `unitok_config`, holding the full config JSON (the
 //! checkpoint's `args` completed from the model's preset, see [`UnitokConfig::from_args`]).
 //! The layout is the one the safetensors library writes (tensors sorted by name, header padded
-//! with spaces to 8 bytes), so converting the golden `model.pth` reproduces the golden
+//! with spaces to 8 bytes; written by [`write_f32`]), so converting the golden `model.pth` reproduces the golden
 //! `model.safetensors` byte for byte.
 //!
 //! Memory: the header is computed from the pickle alone; then each tensor is read from the
@@ -13,10 +13,9 @@
 use crate::config::UnitokConfig;
 use crate::error::{Error, Result};
 use crate::io::pth::{PthArchive, StorageDType};
-use crate::io::{werr, write_atomic};
-use safetensors::tensor::{Dtype, Metadata, TensorInfo};
-use std::collections::HashMap;
-use std::io::Write;
+use crate::io::weights::write_f32;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The metadata key holding the config JSON.
@@ -47,7 +46,7 @@ pub fn convert(input: &Path, output: &Path) -> Result<ConvertReport> {
         )
     })?;
 
-    // Header: the safetensors library's order (dtype alignment, then name; all f32 here).
+    // The safetensors library's order (dtype alignment, then name; all f32 here).
     let mut order: Vec<usize> = (0..ar.tensors().len()).collect();
     order.sort_by(|&a, &b| ar.tensors()[a].name.cmp(&ar.tensors()[b].name));
     for w in order.windows(2) {
@@ -59,52 +58,20 @@ pub fn convert(input: &Path, output: &Path) -> Result<ConvertReport> {
             ));
         }
     }
-    let mut infos = Vec::with_capacity(order.len());
-    let mut offset = 0usize;
+    let mut entries = Vec::with_capacity(order.len());
     let mut numel = 0u64;
     let mut converted = Vec::new();
     for &i in &order {
         let t = &ar.tensors()[i];
-        let n = t.numel() * 4;
-        infos.push((
-            t.name.clone(),
-            TensorInfo {
-                dtype: Dtype::F32,
-                shape: t.shape.clone(),
-                data_offsets: (offset, offset + n),
-            },
-        ));
-        offset += n;
+        entries.push((t.name.clone(), t.shape.clone()));
         numel += t.numel() as u64;
         if t.dtype != StorageDType::F32 {
             converted.push((t.name.clone(), t.dtype));
         }
     }
-    let meta = HashMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json_string())]);
-    let metadata = Metadata::new(Some(meta), infos)
-        .map_err(|e| Error::Invalid(format!("safetensors header: {e}")))?;
-    let mut header = serde_json::to_string(&metadata)
-        .map_err(|e| Error::Invalid(format!("safetensors header: {e}")))?
-        .into_bytes();
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let bytes = 8 + header.len() as u64 + offset as u64;
-
-    write_atomic(output, |w| {
-        w.write_all(&(header.len() as u64).to_le_bytes())
-            .map_err(werr(output))?;
-        w.write_all(&header).map_err(werr(output))?;
-        for &i in &order {
-            let data = ar.read_f32(i)?;
-            if cfg!(target_endian = "little") {
-                w.write_all(bytemuck::cast_slice(&data))
-                    .map_err(werr(output))?;
-            } else {
-                for v in &data {
-                    w.write_all(&v.to_le_bytes()).map_err(werr(output))?;
-                }
-            }
-        }
-        Ok(())
+    let meta = BTreeMap::from([(CONFIG_METADATA_KEY.to_string(), config.to_json_string())]);
+    let bytes = write_f32(output, &entries, &meta, |k| {
+        Ok(Cow::Owned(ar.read_f32(order[k])?))
     })?;
     Ok(ConvertReport {
         tensors: order.len(),

@@ -7,7 +7,9 @@
 //! support is scaled by the downscale factor, coefficients normalised per output pixel and
 //! rounded to 22-bit fixed point, a horizontal pass to an 8-bit intermediate image, then a
 //! vertical pass, each rounded and clamped to 0..=255. (torchvision's float path for *tensor*
-//! inputs skips the 8-bit intermediate rounding and can differ by one level.)
+//! inputs skips the 8-bit intermediate rounding and can differ by one level.) The same code
+//! with Pillow's bicubic kernel ([`resize_bicubic`], [`Resample::Bicubic`]) serves the
+//! training transforms (`train::data`).
 //!
 //! An image that already is img_size × img_size is used as is, which is how the goldens'
 //! `input.npy` was made. Pixels map to `x / 127.5 − 1` in f32 (the goldens' formula;
@@ -72,6 +74,12 @@ pub fn preprocess(img: &RgbImage, img_size: usize) -> Result<HostTensor> {
 /// torchvision `Resize(size)` with an int size: the shorter side becomes `size`, the longer
 /// int(size · long / short).
 pub fn resize_shorter(img: &RgbImage, size: usize) -> Result<RgbImage> {
+    resize_shorter_with(img, size, Resample::Bilinear)
+}
+
+/// [`resize_shorter`] with another Pillow filter (the training pipeline's eval transform uses
+/// bicubic).
+pub fn resize_shorter_with(img: &RgbImage, size: usize, filter: Resample) -> Result<RgbImage> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 || size == 0 {
         return Err(Error::Invalid(format!(
@@ -85,7 +93,7 @@ pub fn resize_shorter(img: &RgbImage, size: usize) -> Result<RgbImage> {
     } else {
         (new_long, size)
     };
-    Ok(resize_bilinear(img, nw as u32, nh as u32))
+    Ok(resize(img, nw as u32, nh as u32, filter))
 }
 
 /// torchvision `CenterCrop` offset: int(round((len − crop) / 2)) with Python's round (half to
@@ -189,10 +197,35 @@ pub fn save_side_by_side(path: &Path, left: &HostTensor, right: &HostTensor) -> 
 }
 
 // ------------------------------------------------------------------------------------------------
-// Pillow's 8-bit bilinear resampling
+// Pillow's 8-bit resampling (bilinear and bicubic)
 // ------------------------------------------------------------------------------------------------
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// A Pillow resampling filter. Both are antialiased the way Pillow does it: when downscaling,
+/// the filter's support is stretched by the scale factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resample {
+    /// `Image.BILINEAR`: the triangle filter, support 1.
+    Bilinear,
+    /// `Image.BICUBIC`: cubic convolution with a = −0.5 (Catmull-Rom), support 2.
+    Bicubic,
+}
+
+impl Resample {
+    fn support(self) -> f64 {
+        match self {
+            Resample::Bilinear => 1.0,
+            Resample::Bicubic => 2.0,
+        }
+    }
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Resample::Bilinear => triangle(x),
+            Resample::Bicubic => bicubic(x),
+        }
+    }
+}
 
 /// Per output pixel: first input index, tap count, and `ksize` fixed-point weights.
 struct Coeffs {
@@ -210,11 +243,24 @@ fn triangle(x: f64) -> f64 {
     }
 }
 
-/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear filter.
-fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
+/// Pillow's `bicubic_filter` (a = −0.5).
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`.
+fn coeffs(in_size: usize, out_size: usize, filter: Resample) -> Coeffs {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = filterscale; // bilinear support 1.0, scaled when downscaling
+    let support = filter.support() * filterscale; // scaled when downscaling
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut kk = vec![0i32; out_size * ksize];
@@ -227,7 +273,7 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let n = xmax.saturating_sub(xmin);
         let mut ww = 0.0;
         for (x, wx) in w.iter_mut().enumerate().take(n) {
-            *wx = triangle((x as f64 + xmin as f64 - center + 0.5) * ss);
+            *wx = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
             ww += *wx;
         }
         for x in 0..n {
@@ -256,12 +302,23 @@ fn clip8(v: i32) -> u8 {
 
 /// Pillow `Image.resize((w, h), Image.BILINEAR)` on an RGB image, bit for bit.
 pub fn resize_bilinear(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    resize(img, out_w, out_h, Resample::Bilinear)
+}
+
+/// Pillow `Image.resize((w, h), Image.BICUBIC)` on an RGB image, bit for bit.
+pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    resize(img, out_w, out_h, Resample::Bicubic)
+}
+
+/// Pillow `Image.resize((w, h), filter)` on an RGB image, bit for bit: a horizontal pass to an
+/// 8-bit intermediate, then a vertical pass; a pass whose size does not change is skipped.
+pub fn resize(img: &RgbImage, out_w: u32, out_h: u32, filter: Resample) -> RgbImage {
     let (in_w, in_h) = (img.width() as usize, img.height() as usize);
     let (ow, oh) = (out_w as usize, out_h as usize);
     let mut cur: Vec<u8> = img.as_raw().clone();
     let mut cur_w = in_w;
     if ow != in_w {
-        let c = coeffs(in_w, ow);
+        let c = coeffs(in_w, ow, filter);
         let mut out = vec![0u8; ow * in_h * 3];
         for y in 0..in_h {
             let row = &cur[y * in_w * 3..(y + 1) * in_w * 3];
@@ -280,7 +337,7 @@ pub fn resize_bilinear(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
         cur_w = ow;
     }
     if oh != in_h {
-        let c = coeffs(in_h, oh);
+        let c = coeffs(in_h, oh, filter);
         let mut out = vec![0u8; cur_w * oh * 3];
         for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
             let k = &c.kk[yy * c.ksize..yy * c.ksize + n];

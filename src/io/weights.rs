@@ -1,5 +1,9 @@
 //! Weight files: safetensors with the official key names and an optional `unitok_config`
-//! metadata entry (what `unitok convert` writes).
+//! metadata entry (what `unitok convert` and training checkpoints write).
+//!
+//! [`write_f32`] is the one safetensors writer of the crate (used by `convert` and
+//! `train::checkpoint`): f32 tensors in the caller's order, metadata sorted by key, header
+//! padded with spaces to 8 bytes, written atomically.
 //!
 //! The header is parsed and validated by the safetensors library; each tensor is then read from
 //! the file straight into its f32 vector (f16/bf16/f64 converted), so a 3.3 GB model is held
@@ -8,11 +12,13 @@
 use crate::config::UnitokConfig;
 use crate::error::{Error, Result};
 use crate::io::convert::CONFIG_METADATA_KEY;
+use crate::io::{werr, write_atomic};
 use crate::tensor::HostTensor;
-use safetensors::tensor::{Dtype, Metadata};
-use std::collections::{BTreeMap, HashMap};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Largest header the safetensors library accepts.
@@ -35,6 +41,12 @@ impl Weights {
     /// any other dtype is an error naming the tensor. A `unitok_config` entry that is present
     /// but not a valid config is an error too.
     pub fn load(path: &Path) -> Result<Weights> {
+        Ok(Self::load_ordered(path)?.0)
+    }
+
+    /// [`Weights::load`], plus the tensor names in file order (by data offset), which is the
+    /// order [`write_f32`] was given.
+    pub fn load_ordered(path: &Path) -> Result<(Weights, Vec<String>)> {
         let fmt = |msg: String| Error::format(path, msg);
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -72,8 +84,9 @@ impl Weights {
         }
 
         let mut tensors = BTreeMap::new();
-        for name in meta.offset_keys() {
-            let info = meta.info(&name).expect("listed key");
+        let order = meta.offset_keys();
+        for name in &order {
+            let info = meta.info(name).expect("listed key");
             let numel: usize = info.shape.iter().product();
             let (start, end) = info.data_offsets;
             let mut data = vec![0f32; numel];
@@ -116,7 +129,7 @@ impl Weights {
                     )))
                 }
             }
-            tensors.insert(name, HostTensor::f32(&info.shape, data)?);
+            tensors.insert(name.clone(), HostTensor::f32(&info.shape, data)?);
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
         let config = match metadata.get(CONFIG_METADATA_KEY) {
@@ -126,12 +139,13 @@ impl Weights {
             ),
             None => None,
         };
-        Ok(Weights {
+        let w = Weights {
             path: path.to_path_buf(),
             tensors,
             metadata,
             config,
-        })
+        };
+        Ok((w, order))
     }
 
     /// The embedded config, or an error saying the file has none.
@@ -203,4 +217,81 @@ impl Weights {
         }
         Err(Error::format(&self.path, msg))
     }
+}
+
+/// Write f32 tensors as a safetensors file at `path`, atomically. `entries` lists name and shape
+/// in the order the data is laid out (and [`Weights::load_ordered`] gives back); `data(i)` yields
+/// the elements of entry `i` and is called once per entry, in order, so a caller can stream
+/// tensors from elsewhere and hold one at a time. The `__metadata__` map is written first, its
+/// keys sorted, so the output is byte-for-byte reproducible; with entries sorted by name and the
+/// single `unitok_config` entry this is exactly the layout the safetensors library writes.
+/// Returns the file size. Duplicate names and data of the wrong length are errors naming the key.
+pub fn write_f32<'a, F>(
+    path: &Path,
+    entries: &[(String, Vec<usize>)],
+    metadata: &BTreeMap<String, String>,
+    mut data: F,
+) -> Result<u64>
+where
+    F: FnMut(usize) -> Result<Cow<'a, [f32]>>,
+{
+    let json = |e: serde_json::Error| Error::Invalid(format!("safetensors header: {e}"));
+    let mut seen = HashSet::with_capacity(entries.len());
+    let mut header = String::from("{");
+    if !metadata.is_empty() {
+        header.push_str("\"__metadata__\":");
+        header.push_str(&serde_json::to_string(metadata).map_err(json)?);
+    }
+    let mut offset = 0usize;
+    for (name, shape) in entries {
+        if !seen.insert(name.as_str()) {
+            return Err(Error::Invalid(format!(
+                "{}: tensor '{name}' listed twice",
+                path.display()
+            )));
+        }
+        let n = shape.iter().product::<usize>() * 4;
+        let info = TensorInfo {
+            dtype: Dtype::F32,
+            shape: shape.clone(),
+            data_offsets: (offset, offset + n),
+        };
+        offset += n;
+        if header.len() > 1 {
+            header.push(',');
+        }
+        header.push_str(&serde_json::to_string(name).map_err(json)?);
+        header.push(':');
+        header.push_str(&serde_json::to_string(&info).map_err(json)?);
+    }
+    header.push('}');
+    let mut header = header.into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let bytes = 8 + header.len() as u64 + offset as u64;
+
+    write_atomic(path, |w| {
+        w.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(werr(path))?;
+        w.write_all(&header).map_err(werr(path))?;
+        for (i, (name, shape)) in entries.iter().enumerate() {
+            let d = data(i)?;
+            let numel: usize = shape.iter().product();
+            if d.len() != numel {
+                return Err(Error::Invalid(format!(
+                    "{}: tensor '{name}' of shape {shape:?} needs {numel} values, got {}",
+                    path.display(),
+                    d.len()
+                )));
+            }
+            if cfg!(target_endian = "little") {
+                w.write_all(bytemuck::cast_slice(&d)).map_err(werr(path))?;
+            } else {
+                for v in d.iter() {
+                    w.write_all(&v.to_le_bytes()).map_err(werr(path))?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(bytes)
 }

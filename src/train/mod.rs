@@ -3,5 +3,7 @@
 //! the reference initialisation of a fresh model (`init`) and the `unitok train` loop (`run`).
 pub mod checkpoint;
 pub mod data;
+pub mod init;
+pub mod run;
 pub mod schedule;
 pub mod step;

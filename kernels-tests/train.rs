@@ -187,11 +187,15 @@ impl RefFile {
             let d = v.data();
             match v.dtype() {
                 safetensors::Dtype::F32 => {
-                    let x = d.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+                    let x = d
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()));
                     f32s.insert(k, HostTensor::f32(v.shape(), x.collect()).unwrap());
                 }
                 safetensors::Dtype::I64 => {
-                    let x = d.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()));
+                    let x = d
+                        .chunks(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()));
                     i64s.insert(k, x.collect());
                 }
                 other => panic!("{}: {k} has dtype {other:?}", path.display()),
@@ -265,7 +269,10 @@ fn alt_config_step_through_the_cli_matches_the_reference() {
     }
     let norm_ref = losses["grad_global_norm_before_clip"].as_f64().unwrap();
     let norm = m["grad_norm"].as_f64().unwrap();
-    assert!(((norm - norm_ref) / norm_ref).abs() <= 2e-5, "grad norm {norm} vs {norm_ref}");
+    assert!(
+        ((norm - norm_ref) / norm_ref).abs() <= 2e-5,
+        "grad norm {norm} vs {norm_ref}"
+    );
 
     // Gradients before clipping.
     let gref = RefFile::load(&ts.join("grads.safetensors"));
@@ -296,7 +303,10 @@ fn alt_config_step_through_the_cli_matches_the_reference() {
         checked += 1;
     }
     assert!(checked > 100, "only {checked} gradients dumped");
-    eprintln!("alt gradients: {checked} tensors, worst {} at {:.2e}", worst.1, worst.0);
+    eprintln!(
+        "alt gradients: {checked} tensors, worst {} at {:.2e}",
+        worst.1, worst.0
+    );
 
     // Every tensor after the step, from the checkpoint the run wrote.
     let after = RefFile::load(&ts.join("params_after.safetensors"));
@@ -384,19 +394,30 @@ fn training_learns_on_real_images_in_flat_memory() {
     eprintln!("device memory per step: {memory:?}");
     // Flat memory: identical from the end of step 2 on.
     for (i, m) in memory.iter().enumerate().skip(1) {
-        assert_eq!(*m, memory[1], "device memory changed at step {} ({} vs {})", i + 1, m, memory[1]);
+        assert_eq!(
+            *m,
+            memory[1],
+            "device memory changed at step {} ({} vs {})",
+            i + 1,
+            m,
+            memory[1]
+        );
     }
     let start = recon[0];
     let end = recon[recon.len() - 5..].iter().sum::<f32>() / 5.0;
     eprintln!("reconstruction MSE: {start:.4} → {end:.4}");
-    assert!(end < 0.5 * start, "reconstruction loss {start} → {end} did not fall by half");
+    assert!(
+        end < 0.5 * start,
+        "reconstruction loss {start} → {end} did not fall by half"
+    );
 
     // Image–text matching with the trained weights through the inference graphs.
     let trained = MapWeights(step.state_dict().unwrap().into_iter().collect());
-    let images = unitok::train::data::Loader::new(dataset.clone(), cfg.img_size, n, false, false, 0)
-        .unwrap()
-        .next_batch()
-        .unwrap();
+    let images =
+        unitok::train::data::Loader::new(dataset.clone(), cfg.img_size, n, false, false, 0)
+            .unwrap()
+            .next_batch()
+            .unwrap();
     let heads = ImageHeads {
         decoder: false,
         clip: true,
@@ -406,7 +427,9 @@ fn training_learns_on_real_images_in_flat_memory() {
         .unwrap()
         .compile(&gpu, &trained)
         .unwrap();
-    let ie = img.run(&[("image", &images.images)], &["image_embed"]).unwrap();
+    let ie = img
+        .run(&[("image", &images.images)], &["image_embed"])
+        .unwrap();
     let ids = step.text_ids(&images.texts).unwrap();
     let eot = eot_positions(ids.as_u32().unwrap(), cfg.text_context_length);
     let eot = HostTensor::u32(&[n], eot).unwrap();
@@ -428,7 +451,10 @@ fn training_learns_on_real_images_in_flat_memory() {
         correct += (best == i) as usize;
     }
     eprintln!("image→text top-1: {correct}/{n} (chance 1/{n})");
-    assert!(correct * 2 >= n, "CLIP accuracy {correct}/{n} is not clearly above chance");
+    assert!(
+        correct * 2 >= n,
+        "CLIP accuracy {correct}/{n} is not clearly above chance"
+    );
 }
 
 struct MapWeights(HashMap<String, HostTensor>);
@@ -440,4 +466,91 @@ impl unitok::model::WeightSource for MapWeights {
             .cloned()
             .ok_or_else(|| unitok::Error::Invalid(format!("no {key}")))
     }
+}
+
+/// `unitok train --resume` continues a killed run exactly: a run of 4 steps (random crops,
+/// shuffled epochs, drop-path 0.1, checkpoints every 2 steps) against the same run killed after
+/// its step-2 checkpoint and resumed — same weights bit for bit, same optimizer state, same
+/// logged losses.
+#[test]
+fn resumed_training_equals_the_uninterrupted_run() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/data");
+    let dir = crate::cli::tmp("train-resume");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("micro32.json")).unwrap()).unwrap();
+    cfg["drop_path"] = 0.1.into();
+    let cfg_path = dir.join("micro32-dp.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let train_dir = data.join("train");
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            train_dir.to_str().unwrap(),
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--lr",
+            "2e-3",
+            "--warmup-steps",
+            "1",
+            "--save-every",
+            "2",
+            "--seed",
+            "7",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        crate::cli::unitok(&args)
+    };
+    let full = dir.join("full");
+    run(&full, &[]);
+    // The killed run: everything the full run had written when its step-2 checkpoint was the
+    // latest, plus the log line of the step-3 it was killed after.
+    let killed = dir.join("killed");
+    std::fs::create_dir_all(killed.join("checkpoints")).unwrap();
+    let ck2 = "checkpoints/step-00000002";
+    std::fs::create_dir_all(killed.join(ck2)).unwrap();
+    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        std::fs::copy(full.join(ck2).join(f), killed.join(ck2).join(f)).unwrap();
+    }
+    std::fs::write(killed.join("checkpoints/latest"), "step-00000002").unwrap();
+    let log = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    let first3: Vec<&str> = log.lines().take(3).collect();
+    std::fs::write(killed.join("metrics.jsonl"), first3.join("\n") + "\n").unwrap();
+    run(&killed, &["--resume"]);
+
+    let ck4 = "checkpoints/step-00000004";
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let a = Weights::load(&full.join(ck4).join(f)).unwrap();
+        let b = Weights::load(&killed.join(ck4).join(f)).unwrap();
+        assert_eq!(a.len(), b.len(), "{f}");
+        for (k, t) in &a.tensors {
+            assert_eq!(
+                t.as_f32().unwrap(),
+                b.get(k).unwrap().as_f32().unwrap(),
+                "{f}: {k} differs after resuming"
+            );
+        }
+    }
+    let lines = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a, b) = (lines(&full), lines(&killed));
+    assert_eq!(b.len(), 4, "the resumed log holds each step once");
+    for (x, y) in a.iter().zip(&b) {
+        for k in ["step", "l1", "l2", "vq", "clip", "total", "grad_norm", "lr"] {
+            assert_eq!(x[k], y[k], "metrics {k} of step {}", x["step"]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -228,8 +228,10 @@ pub fn train(gpu: &Arc<Gpu>, args: &TrainArgs) -> Result<TrainSummary> {
         ProgressBar::new(args.steps)
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(start);
     let args_json = serde_json::to_value(args).unwrap_or(serde_json::Value::Null);
@@ -263,7 +265,10 @@ pub fn train(gpu: &Arc<Gpu>, args: &TrainArgs) -> Result<TrainSummary> {
         line.insert("total".into(), (report.total as f64).into());
         line.insert("grad_norm".into(), (report.grad_norm as f64).into());
         line.insert("clip_coef".into(), (report.clip_coef as f64).into());
-        line.insert("codebook_usage".into(), (step.usage.percent() as f64).into());
+        line.insert(
+            "codebook_usage".into(),
+            (step.usage.percent() as f64).into(),
+        );
         line.insert("img_per_s".into(), img_s.into());
         line.insert("epoch".into(), loader.epoch().0.into());
         writeln!(metrics, "{}", serde_json::Value::Object(line))
@@ -319,8 +324,10 @@ pub fn train(gpu: &Arc<Gpu>, args: &TrainArgs) -> Result<TrainSummary> {
 /// Write the gradients of the last step (before clipping) as safetensors with official keys.
 fn dump_grads(path: &Path, step: &TrainStep, cfg: &UnitokConfig) -> Result<()> {
     let grads = step.grads()?;
-    let entries: Vec<(String, Vec<usize>)> =
-        grads.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+    let entries: Vec<(String, Vec<usize>)> = grads
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.clone()))
+        .collect();
     let mut meta = BTreeMap::new();
     meta.insert("unitok_config".to_string(), cfg.to_json_string());
     write_f32(path, &entries, &meta, |i| {

@@ -716,7 +716,7 @@ impl Plan {
         }
         self.gpu.check("profiling the graph")?;
         let mut v: Vec<_> = by_label.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
         Ok(v)
     }
 

@@ -28,3 +28,20 @@ fn tanh_safe(x: f32) -> f32 {
 fn gelu_tanh(x: f32) -> f32 {
     return 0.5 * x * (1.0 + tanh_safe(0.79788456080286536 * (x + 0.044715 * x * x * x)));
 }
+
+// Deterministic workgroup reductions: a fixed-order tree over 256 lanes (WGSL has no float
+// atomics, and a fixed order makes every sum bit-reproducible). Call from uniform control flow
+// with all 256 lanes; every lane gets the total.
+var<workgroup> wg_sum: array<f32, 256>;
+
+fn workgroup_sum_256(li: u32, v: f32) -> f32 {
+    wg_sum[li] = v;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w / 2u) {
+        if (li < w) {
+            wg_sum[li] = wg_sum[li] + wg_sum[li + w];
+        }
+        workgroupBarrier();
+    }
+    return wg_sum[0];
+}

@@ -15,8 +15,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
-
 fn term(d: f32) -> f32 {
     if (KIND == 0u) { return abs(d); }
     return d * d;
@@ -28,16 +26,9 @@ fn loss_forward(@builtin(local_invocation_index) li: u32) {
     for (var i = li; i < p.n; i = i + 256u) {
         s = s + term(x[i] - y[i]);
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w = w / 2u) {
-        if (li < w) {
-            part[li] = part[li] + part[li + w];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum_256(li, s);
     if (li == 0u) {
-        out[0] = part[0] / f32(p.n);
+        out[0] = total / f32(p.n);
     }
 }
 
@@ -87,16 +78,9 @@ fn cross_entropy(@builtin(local_invocation_index) li: u32) {
     for (var r = li; r < pc.n; r = r + 256u) {
         s = s + row_lse(r, c) - logits[r * c + labels[r]];
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w = w / 2u) {
-        if (li < w) {
-            part[li] = part[li] + part[li + w];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum_256(li, s);
     if (li == 0u) {
-        ce_out[0] = part[0] / f32(pc.n);
+        ce_out[0] = total / f32(pc.n);
     }
 }
 

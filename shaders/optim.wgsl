@@ -16,8 +16,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
-
 // acc[slot] = Σ x² over the whole tensor: one workgroup, strided per-thread sums, then a fixed
 // tree — deterministic.
 @compute @workgroup_size(256)
@@ -27,16 +25,9 @@ fn sum_squares(@builtin(local_invocation_index) li: u32) {
         let v = x[i];
         s = s + v * v;
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w = w / 2u) {
-        if (li < w) {
-            part[li] = part[li] + part[li + w];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum_256(li, s);
     if (li == 0u) {
-        acc[p.slot] = part[0];
+        acc[p.slot] = total;
     }
 }
 

@@ -509,6 +509,9 @@ pub fn embed_text(gpu: &Arc<Gpu>, weights: &Path, texts: &[String], out: &Path) 
 
 /// `unitok zero-shot`: for each image, the top-k labels by CLIP similarity (logits = 100·cos,
 /// as the reference's zero-shot evaluation), with softmax probabilities.
+/// Each image's top-k (label, probability) pairs.
+pub type Ranking = Vec<(String, Vec<(String, f32)>)>;
+
 pub fn zero_shot(
     gpu: &Arc<Gpu>,
     weights: &Path,
@@ -516,7 +519,7 @@ pub fn zero_shot(
     labels: &[String],
     top_k: usize,
     batch: usize,
-) -> Result<Vec<(String, Vec<(String, f32)>)>> {
+) -> Result<Ranking> {
     let (cfg, w) = load_weights(weights)?;
     let labels: Vec<String> = labels
         .iter()

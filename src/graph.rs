@@ -187,10 +187,10 @@ impl Graph {
 }
 
 fn check_feed(info: &TensorInfo, t: &HostTensor) -> Result<()> {
-    let host_ok = match (info.desc.dtype, t.dtype()) {
-        (DType::F32 | DType::F16, DType::F32) | (DType::U32, DType::U32) => true,
-        _ => false,
-    };
+    let host_ok = matches!(
+        (info.desc.dtype, t.dtype()),
+        (DType::F32 | DType::F16, DType::F32) | (DType::U32, DType::U32)
+    );
     if t.shape != info.desc.shape || !host_ok {
         return Err(Error::Graph(format!(
             "tensor {:?} is {:?} {:?}, data given is {:?} {:?}",

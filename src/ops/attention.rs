@@ -330,7 +330,15 @@ impl Attention {
             params: params(&p),
             binds: vec![Bind::read(0), Bind::write(0), lse],
             grid: [
-                groups(l, BQ),
+                // The subgroup kernel owns two query rows per invocation.
+                groups(
+                    l,
+                    if kind == AttentionKernel::Subgroup8 {
+                        2 * BQ
+                    } else {
+                        BQ
+                    },
+                ),
                 if self.head_average { 1 } else { h as u32 },
                 b as u32,
             ],

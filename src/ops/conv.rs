@@ -123,7 +123,12 @@ impl Conv2d {
                 .find(|&t| t >= cout_g)
                 .unwrap_or(8)
         };
-        let tn = if pointwise || sg {
+        // conv3_sg: 8 pixels per invocation where rows are at least 8 wide (more FMAs per
+        // loaded value), and workgroups of 32 where 64 invocations would not all have a task.
+        let sg3 = sg && !pointwise;
+        let tn = if sg3 && g.wo >= 8 {
+            8
+        } else if pointwise || sg {
             4
         } else if tm == 1 {
             [1usize, 2, 4, 8]
@@ -134,10 +139,11 @@ impl Conv2d {
             [1usize, 2, 4].into_iter().find(|&t| t >= g.wo).unwrap_or(4)
         };
         let cb = g.wo.div_ceil(tn);
+        let wgx = if sg3 && g.ho * cb < WGX { 32 } else { WGX };
         let p_tiles = if pointwise {
             (g.ho * g.wo).div_ceil(WGX * tn)
         } else {
-            (g.ho * cb).div_ceil(WGX)
+            (g.ho * cb).div_ceil(wgx)
         };
         let m_tiles = cout_g.div_ceil(tm);
         let tiles = p_tiles * m_tiles * self.groups * g.n;
@@ -182,7 +188,10 @@ impl Conv2d {
         };
         let kernel = match (sg, pointwise) {
             (true, true) => Kernel::new("conv2d_sg", "conv1_sg"),
-            (true, false) => Kernel::new("conv2d_sg", "conv3_sg").with("SS", self.stride as f64),
+            (true, false) => Kernel::new("conv2d_sg", "conv3_sg")
+                .with("SS", self.stride as f64)
+                .with("TN3", tn as f64)
+                .with("WG3", wgx as f64),
             (false, true) => Kernel::new("conv2d", "conv_1x1")
                 .with("TM", tm as f64)
                 .with("TN", tn as f64),

@@ -72,6 +72,8 @@ pub struct ConvParams {
 const WGX: usize = 64;
 /// Output channels per invocation in conv2d_sg.wgsl (`TM`).
 const SG_TM: usize = 32;
+/// Output channels per invocation (and per workgroup tile) of `conv_dw_sg`.
+pub const DW_SG_ROWS: usize = 64;
 
 /// y = conv2d(x, w) + bias, NCHW. Inputs: x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw],
 /// optionally bias [Cout]. Output [N, Cout, Ho, Wo], Ho = (H + 2·padding − kh)/stride + 1.
@@ -725,6 +727,24 @@ impl Op for Conv2dBackwardWeight {
         // loaded value 4 times per lane.
         let (cin_g, cout_g) = (g.cin / self.conv.groups, g.cout / self.conv.groups);
         let ncols = cin_g * g.kh * g.kw;
+        // With subgroups of at least 8 lanes and at least 32 channels per group: conv_dw_sg
+        // (64 channels × 4 columns per invocation, dy shared by subgroupBroadcast).
+        if cx.caps.subgroups && cx.caps.subgroup_min >= 8 && cout_g >= 32 && ncols >= 8 {
+            let grid = [
+                ncols.div_ceil(256) as u32,
+                cout_g.div_ceil(DW_SG_ROWS) as u32,
+                self.conv.groups as u32,
+            ];
+            if grid.iter().any(|d| *d > 65535) {
+                return Err(Error::shape(self.name(), "grid over 65535 tiles", &shapes));
+            }
+            return Ok(vec![Dispatch {
+                kernel: Kernel::new("conv2d_backward_sg", "conv_dw_sg"),
+                params: params(&p),
+                binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+                grid,
+            }]);
+        }
         if cout_g >= 8 && ncols >= 8 {
             let grid = [
                 ncols.div_ceil(32) as u32,

@@ -260,7 +260,8 @@ pub enum AttentionKernel {
     /// Runs everywhere; the choice for GPUs.
     Portable,
     /// `attention_sg.wgsl`: K/V elements loaded once per 8 invocations and shared by
-    /// subgroupBroadcast, no workgroup memory or barriers. Needs subgroups of at least 8; made
+    /// subgroupBroadcast, two query rows per invocation (2·64 rows per workgroup), no
+    /// workgroup memory or barriers. Needs subgroups of at least 8; made
     /// for CPU SIMD drivers (lavapipe/llvmpipe), where every load inside a loop is a scalar loop
     /// over the invocations and barriers are coroutine switches.
     Subgroup8,

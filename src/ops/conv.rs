@@ -112,7 +112,7 @@ impl Conv2d {
         let (cin_g, cout_g) = (g.cin / self.groups, g.cout / self.groups);
         let pointwise = g.kh == 1 && g.kw == 1 && self.stride == 1 && self.padding == 0;
         let width3 = g.kw == 3 && (self.stride == 1 || self.stride == 2);
-        // The subgroup kernels (32 channels × 4 pixels per invocation) need subgroups of at
+        // The subgroup kernels (32 channels × 4 or 8 pixels per invocation) need subgroups of at
         // least 8 lanes and enough channels to fill their tile.
         let sg =
             caps.subgroups && caps.subgroup_min >= 8 && cout_g >= SG_TM && (pointwise || width3);

@@ -15,9 +15,9 @@
 //! one vec4 of columns, with f32 accumulators.
 //! - `mm_sg` (64 rows per invocation): where the adapter has subgroups of >= 8 lanes, the A
 //!   block is loaded once per subgroup and shared with `subgroupBroadcast`;
-//! - `mm_vec` (8 rows): the same without subgroups;
-//! both need K, N (unless `trans_b`) and M (if `trans_a`) to be multiples of 4, and run without
-//! any bounds checks (`CHECK` = false) when M and N also fill whole tiles;
+//! - `mm_vec` (8 rows): the same without subgroups; both need K, N (unless `trans_b`) and M
+//!   (if `trans_a`) to be multiples of 4, and run without any bounds checks (`CHECK` = false)
+//!   when M and N also fill whole tiles;
 //! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
 
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};

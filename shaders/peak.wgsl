@@ -12,9 +12,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 // 8 independent vec4 chains so the FMA units are never waiting on one dependency, and the loop
-// body unrolled 4× so loop control is not what is measured: on lavapipe each trip of a loop
-// costs about as much as 30 FMAs (mask bookkeeping, naga's loop bound), and with one step per
-// trip this probe read ~2.8× below the ALU peak (14 against 38–41 GFLOP/s in the same run).
+// body unrolled 4× so loop control is not what is measured: on lavapipe a loop trip costs about
+// 1.7× the 8 vec4 FMAs of one step, and with one step per trip this probe read ~2.8× below the
+// ALU peak (14 against 38–41 GFLOP/s within minutes on the same machine).
 // Longer bodies (8× or 16×) measured lower again. Each chain takes exactly `iters` steps.
 @compute @workgroup_size(256)
 fn fma_peak(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

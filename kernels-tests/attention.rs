@@ -70,9 +70,11 @@ fn qkv(b: usize, l: usize, heads: usize, d: usize, seed: u64) -> HostTensor {
 
 #[test]
 fn lengths_and_head_dims() {
-    // L = 1, 7, around the key tile of D=64 (32), around the query tile (64), 77 (text).
+    // L = 1, 7, around the key tile of D=64 (32), around the query tile (64), 77 (text), around
+    // the subgroup kernel's tile of 4 row sets × 32 invocations (its row sets start at 32, 64
+    // and 96; 77 ends inside the third; 127..129 straddle the tile).
     for d in [8, 16, 64] {
-        for (k, l) in [1usize, 7, 31, 32, 33, 63, 64, 65, 77]
+        for (k, l) in [1usize, 7, 31, 32, 33, 63, 64, 65, 77, 127, 128, 129]
             .into_iter()
             .enumerate()
         {

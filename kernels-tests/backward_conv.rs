@@ -100,6 +100,17 @@ fn conv2d_backward_weight_kernel() {
     cases.push((1, 16, 6, 6, 16, 3, 1, 1, 2));
     cases.push((1, 9, 1, 1, 9, 1, 1, 0, 1));
     cases.push((3, 32, 3, 5, 40, 3, 1, 1, 1));
+    // With subgroups, ≥ 32 output channels per group take conv_dw_sg (64 channels × 256
+    // columns per workgroup, the cases above with Cout ≥ 32 included): Cout 63/64/65/129,
+    // columns 252/261/257 around 256, stride 2 without padding, batch 2, groups of 32.
+    for cout in [63, 64, 65, 129] {
+        cases.push((1 + cout % 2, 3, 5, 6, cout, 3, 1, 1, 1));
+    }
+    cases.push((1, 28, 3, 3, 32, 3, 1, 1, 1));
+    cases.push((1, 29, 3, 3, 33, 3, 1, 1, 1));
+    cases.push((1, 257, 2, 2, 32, 1, 1, 0, 1));
+    cases.push((2, 3, 7, 6, 33, 3, 2, 0, 1));
+    cases.push((1, 4, 5, 5, 64, 3, 1, 1, 2));
     for (i, &(n, cin, h, w, cout, k, s, p, g)) in cases.iter().enumerate() {
         let op = conv(s, p, g);
         let x = rand_tensor(&[n, cin, h, w], 700 + i as u64);

@@ -53,6 +53,7 @@ fn the_named_unitok_l_shapes_are_benchmarked() {
         "attention",
         "conv3x3_s2",
         "conv3x3_s1",
+        "conv3x3_dw",
         "dwconv3x3",
         "layernorm",
         "layernorm2d",

@@ -173,7 +173,9 @@ fn grouped_and_channel_multiplier() {
 }
 
 // With subgroups (lavapipe has them), Cout/groups ≥ 32 takes the subgroup kernels
-// (conv2d_sg.wgsl: 32 channels × 4 pixels per invocation); smaller Cout the portable ones.
+// (conv2d_sg.wgsl: 32 channels × 4 pixels per invocation, or × 8 pixels for the 3-wide kernel
+// where the output is at least 8 wide, in workgroups of 32 where 64 would not all have a
+// task); smaller Cout the portable ones.
 #[test]
 fn subgroup_3x3_tiles_and_edges() {
     let caps = &gpu().caps;
@@ -208,6 +210,29 @@ fn subgroup_3x3_tiles_and_edges() {
                 (h * 100 + w) as u64,
             ));
         }
+    }
+    // 8-pixel blocks: output widths 8k − 1, 8k, 8k + 1 (a last block with 7, 8 or 1 pixels,
+    // so the second half of a block is partly, fully or not stored), and tasks around the
+    // 32/64-invocation workgroup choice (ho · blocks = 62, 64, 66).
+    for (h, w, stride) in [
+        (5, 15, 1),
+        (5, 16, 1),
+        (5, 17, 1),
+        (4, 23, 1),
+        (9, 31, 2),
+        (31, 16, 1),
+        (32, 16, 1),
+        (33, 16, 1),
+    ] {
+        worst = worst.max(check(
+            [1, 3, h, w],
+            32,
+            [3, 3],
+            stride,
+            1,
+            1,
+            (h * 1000 + w * 10 + stride) as u64,
+        ));
     }
     // kh ≠ 3 with kw = 3 (runtime ky loop), and 2 groups of 32 channels.
     worst = worst.max(check([1, 2, 9, 8], 33, [5, 3], 1, 2, 1, 11));

@@ -7,7 +7,7 @@
 // llvmpipe), where any storage or workgroup load inside a loop becomes a scalar loop over the
 // invocations (even for an address all of them share) and a barrier is a coroutine switch.
 
-override BQ: u32 = 64u;        // query rows per workgroup (= invocations)
+override BQ: u32 = 32u;        // invocations per workgroup (4 query rows each)
 override DV: u32 = 16u;        // vec4 slots per head row: 4, 8 or 16 (D <= 4·DV <= 64)
 
 // A finite "minus infinity" (WGSL has no infinity literal).
@@ -38,10 +38,17 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 
-// This invocation's row state, 16 head-dim columns per matrix (column c = dims 4c..4c+3).
-// Blocks past DV/4 are never touched (the DV tests fold away once DV is specialised).
-var<private> qr: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
-var<private> orw: array<mat4x4<f32>, 4>; // unnormalised output
+// Row state of this invocation's NR = 4 query rows (rows li, BQ + li, 2·BQ + li, 3·BQ + li of
+// the tile), 16 head-dim columns per matrix (column c = dims 4c..4c+3). Blocks past DV/4 are
+// never touched (the DV tests fold away once DV is specialised).
+var<private> q0: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
+var<private> o0: array<mat4x4<f32>, 4>;  // unnormalised output
+var<private> q1: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
+var<private> o1: array<mat4x4<f32>, 4>;  // unnormalised output
+var<private> q2: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
+var<private> o2: array<mat4x4<f32>, 4>;  // unnormalised output
+var<private> q3: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
+var<private> o3: array<mat4x4<f32>, 4>;  // unnormalised output
 
 // Four elements of one head row starting at column `d` (zero past D). Branch-free: the
 // indices are clamped into the row and the extra elements selected away, so the loop bodies
@@ -104,11 +111,22 @@ fn qk32(qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
     return a;
 }
 
-// Base-2 logit of the key whose head row starts at kb; t4 = 4·(lane mod 8).
-fn score(kb: u32, t4: u32) -> f32 {
-    var a = qk32(qr[0], qr[1], load4(kb, t4));
-    if (DV > 8u) { a += qk32(qr[2], qr[3], load4(kb, 32u + t4)); }
-    return (a.x + a.y) + (a.z + a.w);
+// Base-2 logits of the key whose head row starts at kb for the 4 rows; t4 = 4·(lane mod 8).
+// The key is loaded once for all rows.
+fn score4(kb: u32, t4: u32) -> vec4<f32> {
+    let k0 = load4(kb, t4);
+    var a0 = qk32(q0[0], q0[1], k0);
+    var a1 = qk32(q1[0], q1[1], k0);
+    var a2 = qk32(q2[0], q2[1], k0);
+    var a3 = qk32(q3[0], q3[1], k0);
+    if (DV > 8u) {
+        let k1 = load4(kb, 32u + t4);
+        a0 += qk32(q0[2], q0[3], k1);
+        a1 += qk32(q1[2], q1[3], k1);
+        a2 += qk32(q2[2], q2[3], k1);
+        a3 += qk32(q3[2], q3[3], k1);
+    }
+    return vec4<f32>((a0.x + a0.y) + (a0.z + a0.w), (a1.x + a1.y) + (a1.z + a1.w), (a2.x + a2.y) + (a2.z + a2.w), (a3.x + a3.y) + (a3.z + a3.w));
 }
 
 struct Pair {
@@ -134,9 +152,21 @@ fn pv4(w: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> 
     return r;
 }
 
-// Σ_j w_j · v_j over the 4 keys of the group (head rows v0..v3) for the chunk at column `off`.
-fn pv_chunk(off: u32, w: vec4<f32>, v0: u32, v1: u32, v2: u32, v3: u32) -> Pair {
-    return pv4(w, load4(v0, off), load4(v1, off), load4(v2, off), load4(v3, off));
+struct Pair4 {
+    r0: Pair,
+    r1: Pair,
+    r2: Pair,
+    r3: Pair,
+}
+
+// Σ_j w_j · v_j over the 4 keys of the group (head rows v0..v3) for the chunk at column `off`,
+// with the weights of each row (w0..w3); the values are loaded once for all rows.
+fn pv_chunk4(off: u32, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v0: u32, v1: u32, v2: u32, v3: u32) -> Pair4 {
+    let a = load4(v0, off);
+    let b = load4(v1, off);
+    let c = load4(v2, off);
+    let d = load4(v3, off);
+    return Pair4(pv4(w0, a, b, c, d), pv4(w1, a, b, c, d), pv4(w2, a, b, c, d), pv4(w3, a, b, c, d));
 }
 
 // Mask keys k..k+3 for query row qi: past L, or after qi when causal.
@@ -151,6 +181,10 @@ fn max4(v: vec4<f32>) -> f32 {
     return max(max(v.x, v.y), max(v.z, v.w));
 }
 
+// Each invocation owns NR = 4 query rows, row0 + r·BQ + li (a workgroup covers 4·BQ rows):
+// every K/V element an invocation loads then feeds all four, which quarters the loads per FMA
+// (on lavapipe the loads, not the FMAs, set the speed: 1 row per invocation gave 8 FMAs per
+// loaded element, 4 rows give 32). The host runs it with BQ = 32: 128 rows per workgroup.
 @compute @workgroup_size(BQ)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
     let t4 = (sl & 7u) * 4u;
@@ -159,35 +193,62 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let havg = (p.flags & 2u) != 0u;
     let save_lse = (p.flags & 4u) != 0u;
     let b = wg.z;
-    let q0 = wg.x * BQ;
-    let i = q0 + li;                 // this invocation's query row
-    let row_ok = i < L;
-    let qi = min(i, L - 1u);         // rows past L compute on a real row and write nothing
+    let row0 = wg.x * 4u * BQ;
+    let i0 = row0 + 0u * BQ + li;   // query row 0 of this invocation
+    let ok0 = i0 < L;
+    let qi0 = min(i0, L - 1u);  // rows past L compute on a real row and write nothing
+    let i1 = row0 + 1u * BQ + li;   // query row 1 of this invocation
+    let ok1 = i1 < L;
+    let qi1 = min(i1, L - 1u);  // rows past L compute on a real row and write nothing
+    let i2 = row0 + 2u * BQ + li;   // query row 2 of this invocation
+    let ok2 = i2 < L;
+    let qi2 = min(i2, L - 1u);  // rows past L compute on a real row and write nothing
+    let i3 = row0 + 3u * BQ + li;   // query row 3 of this invocation
+    let ok3 = i3 < L;
+    let qi3 = min(i3, L - 1u);  // rows past L compute on a real row and write nothing
     let in_b = b * p.in_batch;
     // Keys this tile of queries can see.
     var kend = L;
-    if (causal) { kend = min(L, q0 + BQ); }
+    if (causal) { kend = min(L, row0 + 4u * BQ); }
     var h_begin = wg.y;
     var h_end = wg.y + 1u;
     if (havg) { h_begin = 0u; h_end = p.heads; }
     let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 
     for (var h = h_begin; h < h_end; h++) {
-        let qbase = in_b + qi * p.in_row + p.q_col + h * p.in_head;
-        qr[0] = load16(qbase, 0u) * p.scale;
-        if (DV > 4u) { qr[1] = load16(qbase, 16u) * p.scale; }
-        if (DV > 8u) {
-            qr[2] = load16(qbase, 32u) * p.scale;
-            qr[3] = load16(qbase, 48u) * p.scale;
-        }
-        orw[0] = zero; orw[1] = zero; orw[2] = zero; orw[3] = zero;
-        var m = NEG;
-        var l = 0.0;
+        let qb0 = in_b + qi0 * p.in_row + p.q_col + h * p.in_head;
+        q0[0] = load16(qb0, 0u) * p.scale;
+        if (DV > 4u) { q0[1] = load16(qb0, 16u) * p.scale; }
+        if (DV > 8u) { q0[2] = load16(qb0, 32u) * p.scale; q0[3] = load16(qb0, 48u) * p.scale; }
+        o0[0] = zero; o0[1] = zero; o0[2] = zero; o0[3] = zero;
+        var m0 = NEG;
+        var l0 = 0.0;
+        let qb1 = in_b + qi1 * p.in_row + p.q_col + h * p.in_head;
+        q1[0] = load16(qb1, 0u) * p.scale;
+        if (DV > 4u) { q1[1] = load16(qb1, 16u) * p.scale; }
+        if (DV > 8u) { q1[2] = load16(qb1, 32u) * p.scale; q1[3] = load16(qb1, 48u) * p.scale; }
+        o1[0] = zero; o1[1] = zero; o1[2] = zero; o1[3] = zero;
+        var m1 = NEG;
+        var l1 = 0.0;
+        let qb2 = in_b + qi2 * p.in_row + p.q_col + h * p.in_head;
+        q2[0] = load16(qb2, 0u) * p.scale;
+        if (DV > 4u) { q2[1] = load16(qb2, 16u) * p.scale; }
+        if (DV > 8u) { q2[2] = load16(qb2, 32u) * p.scale; q2[3] = load16(qb2, 48u) * p.scale; }
+        o2[0] = zero; o2[1] = zero; o2[2] = zero; o2[3] = zero;
+        var m2 = NEG;
+        var l2 = 0.0;
+        let qb3 = in_b + qi3 * p.in_row + p.q_col + h * p.in_head;
+        q3[0] = load16(qb3, 0u) * p.scale;
+        if (DV > 4u) { q3[1] = load16(qb3, 16u) * p.scale; }
+        if (DV > 8u) { q3[2] = load16(qb3, 32u) * p.scale; q3[3] = load16(qb3, 48u) * p.scale; }
+        o3[0] = zero; o3[1] = zero; o3[2] = zero; o3[3] = zero;
+        var m3 = NEG;
+        var l3 = 0.0;
         let hk = in_b + p.k_col + h * p.in_head;
         let hv = in_b + p.v_col + h * p.in_head;
-        // Groups of 4 keys: scores, one online-softmax update, o = o·alpha + p·v. The body is
-        // straight-line code (keys past the end are clamped to the last row and masked) and
-        // short: longer unrolled groups made driver compile times explode.
+        // Groups of 4 keys: scores, one online-softmax update per row, o = o·alpha + p·v. The
+        // body is straight-line code (keys past the end are clamped to the last row and
+        // masked) and short: longer unrolled groups made driver compile times explode.
         let r = p.in_row;
         let e = L - 1u;
         for (var k = 0u; k < kend; k += 4u) {
@@ -195,36 +256,105 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let k1 = min(k + 1u, e) * r;
             let k2 = min(k + 2u, e) * r;
             let k3 = min(k + 3u, e) * r;
-            let s = mask4(vec4<f32>(score(hk + k0, t4), score(hk + k1, t4), score(hk + k2, t4), score(hk + k3, t4)), k, qi);
+            let s0 = score4(hk + k0, t4);
+            let s1 = score4(hk + k1, t4);
+            let s2 = score4(hk + k2, t4);
+            let s3 = score4(hk + k3, t4);
             // Key 0 is valid for every row and the first group holds it, so m is a real
             // logit from then on and masked keys get exp2(NEG − m) = 0.
-            let mn = max(m, max4(s));
-            let alpha = exp2(m - mn);
-            let w = exp2(s - mn);
-            l = l * alpha + dot(w, vec4<f32>(1.0));
-            m = mn;
-            let c0 = pv_chunk(t4, w, hv + k0, hv + k1, hv + k2, hv + k3);
-            orw[0] = orw[0] * alpha + c0.lo;
-            if (DV > 4u) { orw[1] = orw[1] * alpha + c0.hi; }
+            let sr0 = mask4(vec4<f32>(s0.x, s1.x, s2.x, s3.x), k, qi0);
+            let mn0 = max(m0, max4(sr0));
+            let al0 = exp2(m0 - mn0);
+            let w0 = exp2(sr0 - mn0);
+            l0 = l0 * al0 + dot(w0, vec4<f32>(1.0));
+            m0 = mn0;
+            let sr1 = mask4(vec4<f32>(s0.y, s1.y, s2.y, s3.y), k, qi1);
+            let mn1 = max(m1, max4(sr1));
+            let al1 = exp2(m1 - mn1);
+            let w1 = exp2(sr1 - mn1);
+            l1 = l1 * al1 + dot(w1, vec4<f32>(1.0));
+            m1 = mn1;
+            let sr2 = mask4(vec4<f32>(s0.z, s1.z, s2.z, s3.z), k, qi2);
+            let mn2 = max(m2, max4(sr2));
+            let al2 = exp2(m2 - mn2);
+            let w2 = exp2(sr2 - mn2);
+            l2 = l2 * al2 + dot(w2, vec4<f32>(1.0));
+            m2 = mn2;
+            let sr3 = mask4(vec4<f32>(s0.w, s1.w, s2.w, s3.w), k, qi3);
+            let mn3 = max(m3, max4(sr3));
+            let al3 = exp2(m3 - mn3);
+            let w3 = exp2(sr3 - mn3);
+            l3 = l3 * al3 + dot(w3, vec4<f32>(1.0));
+            m3 = mn3;
+            let c0 = pv_chunk4(t4, w0, w1, w2, w3, hv + k0, hv + k1, hv + k2, hv + k3);
+            o0[0] = o0[0] * al0 + c0.r0.lo;
+            o1[0] = o1[0] * al1 + c0.r1.lo;
+            o2[0] = o2[0] * al2 + c0.r2.lo;
+            o3[0] = o3[0] * al3 + c0.r3.lo;
+            if (DV > 4u) {
+                o0[1] = o0[1] * al0 + c0.r0.hi;
+                o1[1] = o1[1] * al1 + c0.r1.hi;
+                o2[1] = o2[1] * al2 + c0.r2.hi;
+                o3[1] = o3[1] * al3 + c0.r3.hi;
+            }
             if (DV > 8u) {
-                let c1 = pv_chunk(32u + t4, w, hv + k0, hv + k1, hv + k2, hv + k3);
-                orw[2] = orw[2] * alpha + c1.lo;
-                orw[3] = orw[3] * alpha + c1.hi;
+                let c1 = pv_chunk4(32u + t4, w0, w1, w2, w3, hv + k0, hv + k1, hv + k2, hv + k3);
+                o0[2] = o0[2] * al0 + c1.r0.lo;
+                o0[3] = o0[3] * al0 + c1.r0.hi;
+                o1[2] = o1[2] * al1 + c1.r1.lo;
+                o1[3] = o1[3] * al1 + c1.r1.hi;
+                o2[2] = o2[2] * al2 + c1.r2.lo;
+                o2[3] = o2[3] * al2 + c1.r2.hi;
+                o3[2] = o3[2] * al3 + c1.r3.lo;
+                o3[3] = o3[3] * al3 + c1.r3.hi;
             }
         }
         // Normalise; when averaging, the first head writes its share and later heads add
-        // theirs (the same invocation owns the row for every head, so nothing races).
-        var f = 1.0 / l;
-        if (havg) { f *= p.inv_heads; }
+        // theirs (the same invocation owns the rows for every head, so nothing races).
         let add = havg && h != h_begin;
-        if (row_ok) {
-            let ob = b * p.out_batch + i * p.out_row + h * p.out_head;
-            put16(ob, 0u, orw[0] * f, add);
-            if (DV > 4u) { put16(ob, 16u, orw[1] * f, add); }
-            if (DV > 8u) { put16(ob, 32u, orw[2] * f, add); put16(ob, 48u, orw[3] * f, add); }
+        var f0 = 1.0 / l0;
+        if (havg) { f0 *= p.inv_heads; }
+        if (ok0) {
+            let ob = b * p.out_batch + i0 * p.out_row + h * p.out_head;
+            put16(ob, 0u, o0[0] * f0, add);
+            if (DV > 4u) { put16(ob, 16u, o0[1] * f0, add); }
+            if (DV > 8u) { put16(ob, 32u, o0[2] * f0, add); put16(ob, 48u, o0[3] * f0, add); }
         }
-        if (save_lse && row_ok) {
-            lse[(b * p.heads + h) * L + i] = (m + log2(l)) * LN2;
+        if (save_lse && ok0) {
+            lse[(b * p.heads + h) * L + i0] = (m0 + log2(l0)) * LN2;
+        }
+        var f1 = 1.0 / l1;
+        if (havg) { f1 *= p.inv_heads; }
+        if (ok1) {
+            let ob = b * p.out_batch + i1 * p.out_row + h * p.out_head;
+            put16(ob, 0u, o1[0] * f1, add);
+            if (DV > 4u) { put16(ob, 16u, o1[1] * f1, add); }
+            if (DV > 8u) { put16(ob, 32u, o1[2] * f1, add); put16(ob, 48u, o1[3] * f1, add); }
+        }
+        if (save_lse && ok1) {
+            lse[(b * p.heads + h) * L + i1] = (m1 + log2(l1)) * LN2;
+        }
+        var f2 = 1.0 / l2;
+        if (havg) { f2 *= p.inv_heads; }
+        if (ok2) {
+            let ob = b * p.out_batch + i2 * p.out_row + h * p.out_head;
+            put16(ob, 0u, o2[0] * f2, add);
+            if (DV > 4u) { put16(ob, 16u, o2[1] * f2, add); }
+            if (DV > 8u) { put16(ob, 32u, o2[2] * f2, add); put16(ob, 48u, o2[3] * f2, add); }
+        }
+        if (save_lse && ok2) {
+            lse[(b * p.heads + h) * L + i2] = (m2 + log2(l2)) * LN2;
+        }
+        var f3 = 1.0 / l3;
+        if (havg) { f3 *= p.inv_heads; }
+        if (ok3) {
+            let ob = b * p.out_batch + i3 * p.out_row + h * p.out_head;
+            put16(ob, 0u, o3[0] * f3, add);
+            if (DV > 4u) { put16(ob, 16u, o3[1] * f3, add); }
+            if (DV > 8u) { put16(ob, 32u, o3[2] * f3, add); put16(ob, 48u, o3[3] * f3, add); }
+        }
+        if (save_lse && ok3) {
+            lse[(b * p.heads + h) * L + i3] = (m3 + log2(l3)) * LN2;
         }
     }
 }

@@ -202,6 +202,28 @@ pub fn kernel_cases() -> Vec<BenchCase> {
     // upsample), and the MBConv depthwise conv at stage 1's hidden width.
     v.push(conv3x3("conv3x3_s2", "encoder pool", 320, 1024, 32, 2));
     v.push(conv3x3("conv3x3_s1", "decoder up_conv1", 1024, 320, 32, 1));
+    // The weight gradient of the decoder's up_conv1 conv (the slowest kernel of a training
+    // step): dW [320, 1024, 3, 3] from x [1, 1024, 32, 32] and dy [1, 320, 32, 32]; the same
+    // flops as the forward conv.
+    v.push(BenchCase {
+        kernel: "conv3x3_dw",
+        shape: "x [1,1024,32,32] dy [1,320,32,32] (up_conv1 weight grad)".into(),
+        work: Work::Flops(2.0 * prod(&[320, 32, 32, 1024, 9])),
+        build: Box::new(|g| {
+            let x = input(g, "x", &[1, 1024, 32, 32], 1);
+            let dy = input(g, "dy", &[1, 320, 32, 32], 2);
+            let op = crate::ops::conv::Conv2dBackwardWeight {
+                conv: crate::ops::conv::Conv2d {
+                    stride: 1,
+                    padding: 1,
+                    groups: 1,
+                },
+                kernel: [3, 3],
+            };
+            let dw = g.apply1(op, &[x.0, dy.0])?;
+            Ok((vec![x, dy], dw))
+        }),
+    });
     v.push(BenchCase {
         kernel: "dwconv3x3",
         shape: "[1,1280,32,32] groups 1280 (MBConv)".into(),

@@ -31,6 +31,13 @@ pub const SHADERS: &[(&str, &str)] = &[
         "conv2d_backward",
         include_str!("../shaders/conv2d_backward.wgsl"),
     ),
+    (
+        "conv2d_backward_sg",
+        concat!(
+            include_str!("../shaders/conv2d_backward.wgsl"),
+            include_str!("../shaders/conv2d_backward_sg.wgsl")
+        ),
+    ),
     ("pool", include_str!("../shaders/pool.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     (

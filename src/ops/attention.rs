@@ -40,6 +40,8 @@ struct Params {
 pub const MAX_HEAD_DIM: usize = 64;
 /// Query rows per workgroup (one invocation each).
 const BQ: usize = 64;
+/// Invocations per workgroup of the subgroup kernel (4 query rows each).
+const BQ_SG: usize = 32;
 /// Most keys per K/V tile of the portable kernel.
 const BK_MAX: usize = 64;
 /// Workgroup memory the K/V tiles may use: the WebGPU minimum, so every adapter fits.
@@ -260,7 +262,8 @@ pub enum AttentionKernel {
     /// Runs everywhere; the choice for GPUs.
     Portable,
     /// `attention_sg.wgsl`: K/V elements loaded once per 8 invocations and shared by
-    /// subgroupBroadcast, no workgroup memory or barriers. Needs subgroups of at least 8; made
+    /// subgroupBroadcast, four query rows per invocation (4·32 rows per workgroup), no
+    /// workgroup memory or barriers. Needs subgroups of at least 8; made
     /// for CPU SIMD drivers (lavapipe/llvmpipe), where every load inside a loop is a scalar loop
     /// over the invocations and barriers are coroutine switches.
     Subgroup8,
@@ -319,7 +322,13 @@ impl Attention {
                 Kernel::new("attention", "attention").with("BK", bk as f64)
             }
         };
-        let kernel = kernel.with("BQ", BQ as f64).with("DV", dv as f64);
+        // The subgroup kernel owns 4 query rows per invocation with BQ_SG invocations per
+        // workgroup: 4 · BQ_SG = 128 rows per workgroup.
+        let (bq, rows) = match kind {
+            AttentionKernel::Subgroup8 => (BQ_SG, 4 * BQ_SG),
+            AttentionKernel::Portable => (BQ, BQ),
+        };
+        let kernel = kernel.with("BQ", bq as f64).with("DV", dv as f64);
         let lse = if self.save_lse {
             Bind::write(1)
         } else {
@@ -330,7 +339,7 @@ impl Attention {
             params: params(&p),
             binds: vec![Bind::read(0), Bind::write(0), lse],
             grid: [
-                groups(l, BQ),
+                groups(l, rows),
                 if self.head_average { 1 } else { h as u32 },
                 b as u32,
             ],

@@ -72,6 +72,8 @@ pub struct ConvParams {
 const WGX: usize = 64;
 /// Output channels per invocation in conv2d_sg.wgsl (`TM`).
 const SG_TM: usize = 32;
+/// Output channels per invocation (and per workgroup tile) of `conv_dw_sg`.
+pub const DW_SG_ROWS: usize = 64;
 
 /// y = conv2d(x, w) + bias, NCHW. Inputs: x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw],
 /// optionally bias [Cout]. Output [N, Cout, Ho, Wo], Ho = (H + 2·padding − kh)/stride + 1.
@@ -110,7 +112,7 @@ impl Conv2d {
         let (cin_g, cout_g) = (g.cin / self.groups, g.cout / self.groups);
         let pointwise = g.kh == 1 && g.kw == 1 && self.stride == 1 && self.padding == 0;
         let width3 = g.kw == 3 && (self.stride == 1 || self.stride == 2);
-        // The subgroup kernels (32 channels × 4 pixels per invocation) need subgroups of at
+        // The subgroup kernels (32 channels × 4 or 8 pixels per invocation) need subgroups of at
         // least 8 lanes and enough channels to fill their tile.
         let sg =
             caps.subgroups && caps.subgroup_min >= 8 && cout_g >= SG_TM && (pointwise || width3);
@@ -123,7 +125,12 @@ impl Conv2d {
                 .find(|&t| t >= cout_g)
                 .unwrap_or(8)
         };
-        let tn = if pointwise || sg {
+        // conv3_sg: 8 pixels per invocation where rows are at least 8 wide (more FMAs per
+        // loaded value), and workgroups of 32 where 64 invocations would not all have a task.
+        let sg3 = sg && !pointwise;
+        let tn = if sg3 && g.wo >= 8 {
+            8
+        } else if pointwise || sg {
             4
         } else if tm == 1 {
             [1usize, 2, 4, 8]
@@ -134,10 +141,11 @@ impl Conv2d {
             [1usize, 2, 4].into_iter().find(|&t| t >= g.wo).unwrap_or(4)
         };
         let cb = g.wo.div_ceil(tn);
+        let wgx = if sg3 && g.ho * cb < WGX { 32 } else { WGX };
         let p_tiles = if pointwise {
             (g.ho * g.wo).div_ceil(WGX * tn)
         } else {
-            (g.ho * cb).div_ceil(WGX)
+            (g.ho * cb).div_ceil(wgx)
         };
         let m_tiles = cout_g.div_ceil(tm);
         let tiles = p_tiles * m_tiles * self.groups * g.n;
@@ -182,7 +190,10 @@ impl Conv2d {
         };
         let kernel = match (sg, pointwise) {
             (true, true) => Kernel::new("conv2d_sg", "conv1_sg"),
-            (true, false) => Kernel::new("conv2d_sg", "conv3_sg").with("SS", self.stride as f64),
+            (true, false) => Kernel::new("conv2d_sg", "conv3_sg")
+                .with("SS", self.stride as f64)
+                .with("TN3", tn as f64)
+                .with("WG3", wgx as f64),
             (false, true) => Kernel::new("conv2d", "conv_1x1")
                 .with("TM", tm as f64)
                 .with("TN", tn as f64),
@@ -716,6 +727,24 @@ impl Op for Conv2dBackwardWeight {
         // loaded value 4 times per lane.
         let (cin_g, cout_g) = (g.cin / self.conv.groups, g.cout / self.conv.groups);
         let ncols = cin_g * g.kh * g.kw;
+        // With subgroups of at least 8 lanes and at least 32 channels per group: conv_dw_sg
+        // (64 channels × 4 columns per invocation, dy shared by subgroupBroadcast).
+        if cx.caps.subgroups && cx.caps.subgroup_min >= 8 && cout_g >= 32 && ncols >= 8 {
+            let grid = [
+                ncols.div_ceil(256) as u32,
+                cout_g.div_ceil(DW_SG_ROWS) as u32,
+                self.conv.groups as u32,
+            ];
+            if grid.iter().any(|d| *d > 65535) {
+                return Err(Error::shape(self.name(), "grid over 65535 tiles", &shapes));
+            }
+            return Ok(vec![Dispatch {
+                kernel: Kernel::new("conv2d_backward_sg", "conv_dw_sg"),
+                params: params(&p),
+                binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+                grid,
+            }]);
+        }
         if cout_g >= 8 && ncols >= 8 {
             let grid = [
                 ncols.div_ceil(32) as u32,

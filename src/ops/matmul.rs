@@ -13,11 +13,11 @@
 //! Kernels (shaders/matmul.wgsl, shaders/matmul_sg.wgsl): register-blocked without workgroup
 //! memory or barriers; a workgroup shares its rows and each invocation owns a block of rows ×
 //! one vec4 of columns, with f32 accumulators.
-//! - `mm_sg` (16 rows per invocation): where the adapter has subgroups of >= 8 lanes, the A
+//! - `mm_sg` (64 rows per invocation): where the adapter has subgroups of >= 8 lanes, the A
 //!   block is loaded once per subgroup and shared with `subgroupBroadcast`;
-//! - `mm_vec` (8 rows): the same without subgroups;
-//! both need K, N (unless `trans_b`) and M (if `trans_a`) to be multiples of 4, and run without
-//! any bounds checks (`CHECK` = false) when M and N also fill whole tiles;
+//! - `mm_vec` (8 rows): the same without subgroups; both need K, N (unless `trans_b`) and M
+//!   (if `trans_a`) to be multiples of 4, and run without any bounds checks (`CHECK` = false)
+//!   when M and N also fill whole tiles;
 //! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
 
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
@@ -28,7 +28,7 @@ use crate::tensor::{DType, HostTensor, TensorDesc};
 /// Rows per invocation (and per workgroup tile); `TM` in the shader.
 pub const TM: usize = 8;
 /// Rows per invocation of the subgroup kernel.
-pub const TM_SG: usize = 16;
+pub const TM_SG: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default, Debug)]

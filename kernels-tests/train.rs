@@ -367,7 +367,8 @@ fn training_learns_on_real_images_in_flat_memory() {
     let n = dataset.len();
     assert_eq!(n, 8);
     let mut loader = Loader::new(dataset.clone(), cfg.img_size, n, true, true, 0).unwrap();
-    let gpu = gpu();
+    // A device of its own: the shared test device's pool also serves tests running in parallel.
+    let gpu = unitok::Gpu::new().unwrap();
     let mut opts = StepOptions::reference(n);
     opts.clip_grad = 1.0;
     let mut step = TrainStep::build(&gpu, &cfg, opts, &source).unwrap();

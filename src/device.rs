@@ -102,6 +102,8 @@ pub struct Gpu {
     pool: Mutex<Pool>,
     submitted: AtomicU64,
     completed: Arc<AtomicU64>,
+    /// Bytes written by `upload` since its last submit-and-wait.
+    unflushed_upload: AtomicU64,
     error: Arc<Mutex<Option<String>>>,
 }
 
@@ -353,6 +355,7 @@ impl Gpu {
             pool: Mutex::new(Pool::default()),
             submitted: AtomicU64::new(0),
             completed: Arc::new(AtomicU64::new(0)),
+            unflushed_upload: AtomicU64::new(0),
             error,
         }))
     }
@@ -591,11 +594,14 @@ impl Gpu {
     }
 
     /// Write host bytes into a buffer. Large writes go in slices, with a submit-and-wait after
-    /// every `UPLOAD_FLUSH` bytes, so wgpu's staging memory stays bounded whatever the size.
+    /// every `UPLOAD_FLUSH` bytes written since the last flush — counted across calls, so
+    /// wgpu's staging memory stays bounded whatever the size of one tensor or the number of
+    /// tensors (wgpu frees a write's staging buffer only when a poll sees its submission done;
+    /// counting per call let the hundreds of sub-128 MiB weights of a large model keep all
+    /// their staging alive until the first run).
     pub fn upload(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
         const SLICE: usize = 16 << 20;
-        const UPLOAD_FLUSH: usize = 128 << 20;
-        let mut since_flush = 0usize;
+        const UPLOAD_FLUSH: u64 = 128 << 20;
         for (i, part) in bytes.chunks(SLICE).enumerate() {
             let padded;
             let data = if part.len() % 4 != 0 {
@@ -606,11 +612,14 @@ impl Gpu {
             };
             self.queue
                 .write_buffer(buffer, offset + (i * SLICE) as u64, data);
-            since_flush += data.len();
-            if since_flush >= UPLOAD_FLUSH {
+            let pending = self
+                .unflushed_upload
+                .fetch_add(data.len() as u64, Ordering::AcqRel)
+                + data.len() as u64;
+            if pending >= UPLOAD_FLUSH {
+                self.unflushed_upload.store(0, Ordering::Release);
                 self.submit(vec![]);
                 self.wait()?;
-                since_flush = 0;
             }
         }
         Ok(())

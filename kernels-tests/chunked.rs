@@ -232,3 +232,53 @@ fn tensors_over_the_binding_limit_without_chunk_support_are_typed_errors() {
     // The same graphs plan fine with the adapter's real limit.
     assert!(g.compile(&gpu()).is_ok());
 }
+
+/// Both table-gradient kernels address rows [r0, r0 + nr) of one output chunk. In a graph the
+/// per-row kernel (tokens ≥ table rows) never meets a chunked output — dy would be at least as
+/// large — so its chunk arithmetic is checked at the encoding level, for G > 1 (a chunk of
+/// dimension 0 is whole groups of K rows).
+#[test]
+fn table_gradient_encodes_row_ranges_per_output_chunk() {
+    use unitok::ops::gather::GatherRowsGrad;
+    use unitok::ops::{EncodeCx, Op, RowChunk, Storage};
+    use unitok::TensorDesc;
+    let caps = gpu().caps.clone();
+    let whole = |d: TensorDesc| Storage {
+        chunks: vec![RowChunk::whole(&d)],
+        desc: d,
+    };
+    for (n, k, g) in [(12usize, 10usize, 3usize), (4, 10, 3)] {
+        let op = GatherRowsGrad { rows: k, groups: g };
+        let inputs = [
+            whole(TensorDesc::new(&[n, g], DType::U32)),
+            whole(TensorDesc::f32(&[n, g * 5])),
+        ];
+        let outputs = op.infer(&[&inputs[0].desc, &inputs[1].desc]).unwrap();
+        assert_eq!(outputs[0].shape, vec![g, k, 5]);
+        let chunks = vec![
+            RowChunk { start: 0, rows: 2 },
+            RowChunk { start: 2, rows: 1 },
+        ];
+        let cx = EncodeCx {
+            inputs: &inputs,
+            outputs: &outputs,
+            output_chunks: &[chunks],
+            scratch: &[],
+            caps: &caps,
+        };
+        let ds = op.encode(&cx).unwrap();
+        let per_chunk = if n >= k { 1 } else { 2 };
+        assert_eq!(ds.len(), 2 * per_chunk);
+        for (c, (r0, nr)) in [(0u32, 20u32), (20, 10)].into_iter().enumerate() {
+            for dsp in &ds[c * per_chunk..(c + 1) * per_chunk] {
+                let w: &[u32] = bytemuck::cast_slice(&dsp.params[..32]);
+                assert_eq!((w[5], w[6]), (r0, nr), "{}", dsp.kernel.entry);
+                assert!(dsp.binds.iter().any(|b| b.chunk == c));
+            }
+            if n >= k {
+                assert_eq!(ds[c].kernel.entry, "scatter_rows");
+                assert_eq!(ds[c].grid[0], nr);
+            }
+        }
+    }
+}

@@ -156,3 +156,49 @@ fn pool_recycles_buffers_after_plans_drop() {
         "{before:?} -> {after:?}"
     );
 }
+
+#[test]
+fn split_submissions_give_the_same_bits() {
+    let (g, x, _, y) = chain_graph();
+    let gpu = gpu();
+    let xd = rand_tensor(&[4, 33], 5);
+    let mut one = g.compile(&gpu).unwrap();
+    one.write(x, &xd).unwrap();
+    one.run().unwrap();
+    let mut split = g.compile(&gpu).unwrap();
+    split.set_dispatches_per_submission(3);
+    split.write(x, &xd).unwrap();
+    split.run().unwrap();
+    assert_eq!(
+        one.read(y).unwrap().as_f32().unwrap(),
+        split.read(y).unwrap().as_f32().unwrap()
+    );
+}
+
+#[test]
+fn zeroing_a_param_on_the_device() {
+    let mut g = Graph::new();
+    let p = g.param("p", &[5, 7], DType::F32);
+    let y = g.scale(p, 2.0).unwrap();
+    g.mark_output(y);
+    let mut plan = g.compile(&gpu()).unwrap();
+    plan.write(p, &rand_tensor(&[5, 7], 3)).unwrap();
+    plan.zero(p).unwrap();
+    plan.run().unwrap();
+    assert!(plan
+        .read(p)
+        .unwrap()
+        .as_f32()
+        .unwrap()
+        .iter()
+        .all(|v| *v == 0.0));
+    assert!(plan
+        .read(y)
+        .unwrap()
+        .as_f32()
+        .unwrap()
+        .iter()
+        .all(|v| *v == 0.0));
+    // Intermediates cannot be written or zeroed.
+    assert!(plan.zero(y).is_err());
+}

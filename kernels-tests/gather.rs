@@ -119,6 +119,7 @@ fn gather_rows_encodes_one_dispatch_per_chunk() {
     let cx = EncodeCx {
         inputs: &[table, ids],
         outputs: &outputs,
+        output_chunks: &[],
         scratch: &[],
         caps: &caps,
     };

@@ -8,6 +8,7 @@ mod backward_mm;
 mod backward_norm;
 mod bench;
 mod cast;
+mod chunked;
 mod cli;
 mod common;
 mod conv;

@@ -210,6 +210,7 @@ fn variant_selection() {
         let cx = EncodeCx {
             inputs: &inputs,
             outputs: &out,
+            output_chunks: &[],
             scratch: &[],
             caps,
         };

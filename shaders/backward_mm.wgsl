@@ -5,7 +5,9 @@
 //   pass (a workgroup per row with a tree sum, or one invocation per short row).
 // - `mean_grad`: dx[o, i, j] = dy[o, j] · scale (the mean's 1/A broadcast back over the axis).
 // - `scatter_rows`: the gather's table gradient, dtable[r, :] = Σ_{t: ids[t] = r} dy[t, :]
-//   summed in index order; one workgroup per table row, scanning all ids.
+//   summed in index order; one workgroup per table row, scanning all ids. Every scatter kernel
+//   writes the rows [r0, r0 + nr) of one output row chunk (the whole table unless the table
+//   gradient is larger than one binding).
 // - `mcq_code_grad`: the codebook gradient of the unit-code lookup: per code row (g, k), the
 //   same in-order scatter sum S over tokens whose index in group g is k, then the backward of
 //   ŵ = w / max(‖w‖, eps): (S − ŵ⟨ŵ, S⟩) / ‖w‖, or S / eps where ‖w‖ ≤ eps.
@@ -85,8 +87,8 @@ struct ScatterParams {
     k: u32,      // table rows per group
     d: u32,      // row width
     eps: f32,    // mcq: normalisation eps
-    _p0: u32,
-    _p1: u32,
+    r0: u32,     // the flat table rows gi·K + k this dispatch writes: [r0, r0 + nr) (a row
+    nr: u32,     // chunk of the output; c_out / z_out index rows from r0)
     _p2: u32,
 }
 
@@ -98,8 +100,9 @@ struct ScatterParams {
 // One workgroup per table row r = gi·K + k; invocations stride over the row's columns.
 @compute @workgroup_size(64)
 fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let r = linear_workgroup(wg, nwg);
-    if (r >= cp.g * cp.k) { return; }
+    let rl = linear_workgroup(wg, nwg);
+    if (rl >= cp.nr) { return; }
+    let r = cp.r0 + rl;
     let gi = r / cp.k;
     let k = r - gi * cp.k;
     for (var j = li; j < cp.d; j += 64u) {
@@ -110,7 +113,7 @@ fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
                 acc += c_dy[e * cp.d + j];
             }
         }
-        c_out[r * cp.d + j] = acc;
+        c_out[rl * cp.d + j] = acc;
     }
 }
 
@@ -123,7 +126,7 @@ fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(256)
 fn scatter_rows_zero(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = linear_workgroup(wg, nwg) * 256u + li;
-    if (i >= cp.g * cp.k * cp.d) { return; }
+    if (i >= cp.nr * cp.d) { return; }
     z_out[i] = 0.0;
 }
 
@@ -135,6 +138,8 @@ fn scatter_rows_first(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let gi = e - t * cp.g;
     let id = c_ids[e];
     if (id >= cp.k) { return; }
+    let r = gi * cp.k + id;
+    if (r < cp.r0 || r - cp.r0 >= cp.nr) { return; }
     for (var u = 0u; u < t; u++) {
         if (c_ids[u * cp.g + gi] == id) { return; }
     }
@@ -146,7 +151,7 @@ fn scatter_rows_first(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
                 acc += c_dy[f * cp.d + j];
             }
         }
-        c_out[(gi * cp.k + id) * cp.d + j] = acc;
+        c_out[(r - cp.r0) * cp.d + j] = acc;
     }
 }
 

@@ -4,8 +4,8 @@
 struct Params {
     n: u32,        // elements of the tensor / number of accumulated tensors
     slot: u32,     // accumulator slot written by sum_squares
-    _p0: u32,
-    _p1: u32,
+    phase: u32,    // sum_squares_chunk: the chunk's first global element index mod 256
+    flags: u32,    // sum_squares_chunk: 1 = first chunk, 2 = last chunk
     max_norm: f32, // clip_coef
     wd: f32,       // adamw: weight decay of this tensor's group
     _p2: f32,
@@ -28,6 +28,42 @@ fn sum_squares(@builtin(local_invocation_index) li: u32) {
     let total = workgroup_sum_256(li, s);
     if (li == 0u) {
         acc[p.slot] = total;
+    }
+}
+
+@group(0) @binding(0) var<uniform> pq: Params;
+@group(0) @binding(1) var<storage, read> xq: array<f32>;
+@group(0) @binding(2) var<storage, read_write> accq: array<f32>;
+@group(0) @binding(3) var<storage, read_write> carry: array<f32>;
+
+// sum_squares over a tensor stored as row chunks, one dispatch per chunk in order. Invocation
+// li owns the elements whose global index is ≡ li (mod 256), as in sum_squares, and carries its
+// running sum from chunk to chunk in `carry`; the last chunk does the same fixed tree. The
+// additions happen in sum_squares' order, so the result has the same bits for any split.
+@compute @workgroup_size(256)
+fn sum_squares_chunk(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    if ((pq.flags & 1u) == 0u) {
+        s = carry[li];
+    }
+    for (var i = (li + 256u - pq.phase) % 256u; i < pq.n; i = i + 256u) {
+        let v = xq[i];
+        s = s + v * v;
+    }
+    if ((pq.flags & 2u) == 0u) {
+        carry[li] = s;
+        return;
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w / 2u) {
+        if (li < w) {
+            part[li] = part[li] + part[li + w];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        accq[pq.slot] = part[0];
     }
 }
 

@@ -449,7 +449,13 @@ impl crate::model::WeightSource for RandomWeights {
             .ok_or_else(|| crate::Error::Invalid(format!("no such key {key}")))?;
         let n: usize = shape.iter().product();
         let is_norm = key.contains("norm") || key.contains("ln_");
-        let data = if key.ends_with("bias") || key.ends_with("pos_embed") {
+        let data = if key == "logit_scale" {
+            vec![(1.0f32 / 0.07).ln(); n] // CLIP's initial temperature (0-d in checkpoints)
+        } else if key.ends_with("bias")
+            || key.ends_with("pos_embed")
+            || key.ends_with("vocab_usage")
+        {
+            // Zeros; vocab_usage is the quantizer's usage-statistics buffer.
             vec![0.0; n]
         } else if is_norm && key.ends_with("weight") {
             vec![1.0; n]
@@ -534,4 +540,62 @@ pub fn model_timings(
         });
     }
     Ok(out)
+}
+
+/// Sizes of a compiled training step (`train_step`), for reports.
+pub struct TrainPlanInfo {
+    pub planned_bytes: u64,
+    pub arena_bytes: u64,
+    /// Intermediates larger than one storage binding, stored as row chunks outside the arena.
+    pub chunked_bytes: u64,
+    pub dispatches: usize,
+}
+
+/// Build the training step of `cfg` (reference AdamW settings) at `batch` images with random
+/// weights (`RandomWeights`); the build (record, plan, compile, upload) is what `unitok
+/// bench-train` times.
+pub fn train_step(
+    gpu: &Arc<Gpu>,
+    cfg: &crate::config::UnitokConfig,
+    batch: usize,
+) -> Result<(crate::train::step::TrainStep, TrainPlanInfo)> {
+    let w = RandomWeights::new(cfg)?;
+    let opts = crate::train::step::StepOptions::reference(batch);
+    let step = crate::train::step::TrainStep::build(gpu, cfg, opts, &w)?;
+    let plan = step.plan();
+    let info = TrainPlanInfo {
+        planned_bytes: plan.planned_bytes(),
+        arena_bytes: plan.arena_bytes(),
+        chunked_bytes: plan.chunked_bytes(),
+        dispatches: plan.dispatch_count(),
+    };
+    Ok((step, info))
+}
+
+/// A random training batch for `step`: images in [-1, 1] and tokenized captions, both from
+/// `seed`.
+pub fn train_batch(
+    step: &crate::train::step::TrainStep,
+    seed: u64,
+) -> Result<(HostTensor, HostTensor)> {
+    let (b, s) = (step.opts.batch, step.cfg.img_size);
+    let images = pseudo_random(&[b, 3, s, s], seed, 1.0);
+    let words = [
+        "a", "photo", "of", "cat", "dog", "red", "small", "tree", "on", "the",
+    ];
+    let captions: Vec<String> = (0..b)
+        .map(|i| {
+            let mut h = seed.wrapping_mul(0x9E3779B97F4A7C15) ^ i as u64;
+            (0..8)
+                .map(|_| {
+                    h = h
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    words[(h >> 33) as usize % words.len()]
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    Ok((images, step.text_ids(&captions)?))
 }

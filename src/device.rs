@@ -9,6 +9,10 @@
 //! otherwise discrete > integrated > virtual > CPU, and Vulkan/Metal/DX12 before GL.
 //! `UNITOK_REQUIRE_ADAPTER=1` refuses the GL fallback, so CI can never pass on a driver it did
 //! not mean to test.
+//!
+//! `UNITOK_MAX_BINDING_BYTES` (or `Gpu::new_with_max_binding`) lowers the storage-binding size
+//! the executor plans with, clamped to the adapter's real limit: tests use it to exercise row
+//! chunking of large tensors on small shapes. The device itself keeps its real limits.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -98,6 +102,8 @@ pub struct Gpu {
     pool: Mutex<Pool>,
     submitted: AtomicU64,
     completed: Arc<AtomicU64>,
+    /// Bytes written by `upload` since its last submit-and-wait.
+    unflushed_upload: AtomicU64,
     error: Arc<Mutex<Option<String>>>,
 }
 
@@ -171,6 +177,19 @@ pub fn unchecked_shaders_from_env() -> bool {
     )
 }
 
+/// A lower storage-binding size for planning from `UNITOK_MAX_BINDING_BYTES` (bytes), if set.
+pub fn max_binding_from_env() -> Result<Option<u64>> {
+    match std::env::var("UNITOK_MAX_BINDING_BYTES") {
+        Err(_) => Ok(None),
+        Ok(s) if s.trim().is_empty() => Ok(None),
+        Ok(s) => s.trim().parse::<u64>().map(Some).map_err(|_| {
+            Error::Invalid(format!(
+                "UNITOK_MAX_BINDING_BYTES={s:?}: expected a byte count"
+            ))
+        }),
+    }
+}
+
 /// The runtime checks of an unchecked module: no injected bounds checks; loop bounding and
 /// integer-division checks kept.
 fn runtime_checks_unchecked() -> wgpu::ShaderRuntimeChecks {
@@ -219,9 +238,20 @@ impl Gpu {
         Self::new_with(unchecked_shaders_from_env())
     }
 
+    /// `new`, with the storage-binding size the executor plans with lowered to `bytes`
+    /// (clamped to the adapter's limit, rounded down to a multiple of 4, at least 256), so
+    /// tensors over it are stored and processed as row chunks. For tests of chunking.
+    pub fn new_with_max_binding(bytes: u64) -> Result<Arc<Gpu>> {
+        Self::open(unchecked_shaders_from_env(), Some(bytes))
+    }
+
     /// `new`, with shader modules created without wgpu's injected bounds checks when
     /// `unchecked_shaders` (see `unchecked_shaders_from_env` for why that is sound here).
     pub fn new_with(unchecked_shaders: bool) -> Result<Arc<Gpu>> {
+        Self::open(unchecked_shaders, max_binding_from_env()?)
+    }
+
+    fn open(unchecked_shaders: bool, max_binding: Option<u64>) -> Result<Arc<Gpu>> {
         let backends = backends_from_env()?;
         let instance = new_instance(backends);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
@@ -257,10 +287,14 @@ impl Gpu {
                 "adapters seen: {seen}{req}; {hint}"
             )));
         };
-        Self::from_adapter(adapter, unchecked_shaders)
+        Self::from_adapter(adapter, unchecked_shaders, max_binding)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter, unchecked_shaders: bool) -> Result<Arc<Gpu>> {
+    fn from_adapter(
+        adapter: wgpu::Adapter,
+        unchecked_shaders: bool,
+        max_binding: Option<u64>,
+    ) -> Result<Arc<Gpu>> {
         let info = adapter.get_info();
         let have = adapter.features();
         let wanted = wgpu::Features::SHADER_F16
@@ -292,7 +326,10 @@ impl Gpu {
             }
         }));
         let caps = Caps {
-            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_storage_binding: match max_binding {
+                Some(b) => (b.min(limits.max_storage_buffer_binding_size) / 4 * 4).max(256),
+                None => limits.max_storage_buffer_binding_size,
+            },
             max_buffer_size: limits.max_buffer_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
@@ -318,6 +355,7 @@ impl Gpu {
             pool: Mutex::new(Pool::default()),
             submitted: AtomicU64::new(0),
             completed: Arc::new(AtomicU64::new(0)),
+            unflushed_upload: AtomicU64::new(0),
             error,
         }))
     }
@@ -556,11 +594,14 @@ impl Gpu {
     }
 
     /// Write host bytes into a buffer. Large writes go in slices, with a submit-and-wait after
-    /// every `UPLOAD_FLUSH` bytes, so wgpu's staging memory stays bounded whatever the size.
+    /// every `UPLOAD_FLUSH` bytes written since the last flush — counted across calls, so
+    /// wgpu's staging memory stays bounded whatever the size of one tensor or the number of
+    /// tensors (wgpu frees a write's staging buffer only when a poll sees its submission done;
+    /// counting per call let the hundreds of sub-128 MiB weights of a large model keep all
+    /// their staging alive until the first run).
     pub fn upload(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
         const SLICE: usize = 16 << 20;
-        const UPLOAD_FLUSH: usize = 128 << 20;
-        let mut since_flush = 0usize;
+        const UPLOAD_FLUSH: u64 = 128 << 20;
         for (i, part) in bytes.chunks(SLICE).enumerate() {
             let padded;
             let data = if part.len() % 4 != 0 {
@@ -571,11 +612,14 @@ impl Gpu {
             };
             self.queue
                 .write_buffer(buffer, offset + (i * SLICE) as u64, data);
-            since_flush += data.len();
-            if since_flush >= UPLOAD_FLUSH {
+            let pending = self
+                .unflushed_upload
+                .fetch_add(data.len() as u64, Ordering::AcqRel)
+                + data.len() as u64;
+            if pending >= UPLOAD_FLUSH {
+                self.unflushed_upload.store(0, Ordering::Release);
                 self.submit(vec![]);
                 self.wait()?;
-                since_flush = 0;
             }
         }
         Ok(())

@@ -3,7 +3,11 @@
 //! A `Graph` records tensors (inputs, parameters, intermediates) and op nodes in the order they
 //! are added, which is already a topological order. `compile` turns it into a `Plan`:
 //! - external tensors (inputs, params) get persistent buffers, split into row chunks when one
-//!   binding cannot hold them and the consuming op accepts that;
+//!   binding cannot hold them and every consuming op accepts that (`Op::accepts_chunked`);
+//! - an intermediate larger than one binding gets the same persistent row-chunk buffers,
+//!   outside the arena, when its producer can write it in chunks (`Op::writes_chunked`) and
+//!   every consumer accepts chunks; any other tensor over the limit is an `Error::Limit`
+//!   naming the op, the tensor and the limit;
 //! - intermediates are packed into a planned arena of reusable slots by liveness: a slot is
 //!   free again right after the last op that reads its tensor, and an op's outputs are placed
 //!   before its inputs are released, so a reused buffer never aliases a live tensor;
@@ -207,7 +211,8 @@ fn check_feed(info: &TensorInfo, t: &HostTensor) -> Result<()> {
 /// Where a tensor lives in a plan.
 #[derive(Clone, Debug)]
 enum Home {
-    /// Persistent buffers, one per row chunk.
+    /// Persistent buffers, one per row chunk: inputs, params, and intermediates stored as row
+    /// chunks (over one binding).
     External(Vec<(usize, RowChunk)>),
     /// An arena slot.
     Arena(usize),
@@ -229,6 +234,8 @@ pub struct Plan {
     dispatches: Vec<Encoded>,
     planned_bytes: u64,
     arena_bytes: u64,
+    chunked_bytes: u64,
+    dispatches_per_submission: usize,
     last_submission: u64,
 }
 
@@ -251,6 +258,14 @@ fn chunk_rows(desc: &TensorDesc, max_binding: u64) -> Option<Vec<RowChunk>> {
     )
 }
 
+/// The row chunks a tensor is stored in (one covering every row unless it is split).
+fn chunks_of(home: &Option<Home>, desc: &TensorDesc) -> Vec<RowChunk> {
+    match home {
+        Some(Home::External(parts)) => parts.iter().map(|(_, c)| *c).collect(),
+        _ => vec![RowChunk::whole(desc)],
+    }
+}
+
 fn padded(bytes: u64) -> u64 {
     bytes.div_ceil(4).max(1) * 4
 }
@@ -266,46 +281,74 @@ impl Plan {
             readable[t.0] = true;
         }
 
-        // Externals: persistent buffers, chunked when too big for one binding.
+        // Tensors larger than one binding are stored as row chunks in persistent buffers when
+        // every op that touches them can bind chunks: inputs and params when every consumer
+        // `accepts_chunked`; intermediates when, in addition, their producer `writes_chunked`.
+        // Anything else over the limit is a typed error naming the op and the tensor.
+        let limit = caps.max_storage_binding;
+        let over = |t: &TensorId| padded(g.tensors[t.0].desc.bytes()) > limit;
+        let too_big = |op: String, role: String, t: &TensorId, why: &str| {
+            let info = &g.tensors[t.0];
+            Error::Limit {
+                op,
+                what: format!(
+                    "{role}: tensor {:?} {:?} {:?} ({why})",
+                    info.name, info.desc.dtype, info.desc.shape
+                ),
+                need: info.desc.bytes(),
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            }
+        };
         let mut needs_chunks = vec![false; n];
         for node in &g.nodes {
             for (i, t) in node.inputs.iter().enumerate() {
-                let d = &g.tensors[t.0].desc;
-                if padded(d.bytes()) > caps.max_storage_binding {
-                    if g.tensors[t.0].kind == TensorKind::Intermediate
-                        || !node.op.accepts_chunked(i)
-                    {
-                        return Err(Error::Limit {
-                            op: node.op.name(),
-                            what: format!("input {i} ({:?} {:?})", d.dtype, d.shape),
-                            need: d.bytes(),
-                            limit_name: "max_storage_buffer_binding_size",
-                            limit: caps.max_storage_binding,
-                        });
+                if over(t) {
+                    if !node.op.accepts_chunked(i) {
+                        return Err(too_big(
+                            node.op.name(),
+                            format!("input {i}"),
+                            t,
+                            "the op does not accept row chunks",
+                        ));
+                    }
+                    needs_chunks[t.0] = true;
+                }
+            }
+            for (o, t) in node.outputs.iter().enumerate() {
+                if over(t) {
+                    if !node.op.writes_chunked(o) {
+                        return Err(too_big(
+                            node.op.name(),
+                            format!("output {o}"),
+                            t,
+                            "the op cannot write row chunks",
+                        ));
                     }
                     needs_chunks[t.0] = true;
                 }
             }
         }
+        let mut chunked_bytes = 0u64;
         for (i, info) in g.tensors.iter().enumerate() {
-            if info.kind == TensorKind::Intermediate {
+            let intermediate = info.kind == TensorKind::Intermediate;
+            if intermediate && !needs_chunks[i] {
                 continue;
             }
-            readable[i] = true;
+            if !intermediate {
+                readable[i] = true;
+            }
             let chunks = if needs_chunks[i] {
-                chunk_rows(&info.desc, caps.max_storage_binding).ok_or_else(|| Error::Limit {
+                chunk_rows(&info.desc, limit).ok_or_else(|| Error::Limit {
                     op: "plan".into(),
                     what: format!("one row of tensor {:?} {:?}", info.name, info.desc.shape),
                     need: info.desc.bytes()
                         / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64,
                     limit_name: "max_storage_buffer_binding_size",
-                    limit: caps.max_storage_binding,
+                    limit,
                 })?
             } else {
-                vec![RowChunk {
-                    start: 0,
-                    rows: info.desc.shape.first().copied().unwrap_or(1),
-                }]
+                vec![RowChunk::whole(&info.desc)]
             };
             let row_bytes =
                 info.desc.bytes() / info.desc.shape.first().copied().unwrap_or(1).max(1) as u64;
@@ -317,6 +360,9 @@ impl Plan {
                     info.desc.bytes()
                 };
                 buf_sizes.push(padded(bytes));
+                if intermediate {
+                    chunked_bytes += padded(bytes);
+                }
                 parts.push((buf_sizes.len() - 1, c));
             }
             homes[i] = Some(Home::External(parts));
@@ -367,16 +413,10 @@ impl Plan {
         };
         for (k, node) in g.nodes.iter().enumerate() {
             for t in &node.outputs {
-                let d = &g.tensors[t.0].desc;
-                if padded(d.bytes()) > caps.max_storage_binding {
-                    return Err(Error::Limit {
-                        op: node.op.name(),
-                        what: format!("output {:?} {:?}", d.dtype, d.shape),
-                        need: d.bytes(),
-                        limit_name: "max_storage_buffer_binding_size",
-                        limit: caps.max_storage_binding,
-                    });
+                if homes[t.0].is_some() {
+                    continue; // chunked: persistent buffers, outside the arena
                 }
+                let d = &g.tensors[t.0].desc;
                 let s = take(padded(d.bytes()), &mut slot_size, &mut free);
                 homes[t.0] = Some(Home::Arena(s));
             }
@@ -431,15 +471,14 @@ impl Plan {
                 .iter()
                 .map(|t| {
                     let desc = g.tensors[t.0].desc.clone();
-                    let chunks = match &homes[t.0] {
-                        Some(Home::External(parts)) => parts.iter().map(|(_, c)| *c).collect(),
-                        _ => vec![RowChunk {
-                            start: 0,
-                            rows: desc.shape.first().copied().unwrap_or(1),
-                        }],
-                    };
+                    let chunks = chunks_of(&homes[t.0], &desc);
                     Storage { desc, chunks }
                 })
+                .collect();
+            let output_chunks: Vec<Vec<RowChunk>> = node
+                .outputs
+                .iter()
+                .map(|t| chunks_of(&homes[t.0], &g.tensors[t.0].desc))
                 .collect();
             let outputs: Vec<TensorDesc> = node
                 .outputs
@@ -452,6 +491,7 @@ impl Plan {
             let cx = EncodeCx {
                 inputs: &inputs,
                 outputs: &outputs,
+                output_chunks: &output_chunks,
                 scratch: &scratch,
                 caps,
             };
@@ -591,6 +631,11 @@ impl Plan {
             dispatches,
             planned_bytes: external_bytes + arena_bytes,
             arena_bytes,
+            chunked_bytes,
+            dispatches_per_submission: std::env::var("UNITOK_DISPATCHES_PER_SUBMISSION")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
             last_submission: 0,
         })
     }
@@ -603,6 +648,22 @@ impl Plan {
     /// Bytes of the intermediate arena alone.
     pub fn arena_bytes(&self) -> u64 {
         self.arena_bytes
+    }
+
+    /// Bytes of the intermediates stored as row chunks (larger than one binding), which live
+    /// in persistent buffers outside the arena. Part of `planned_bytes`.
+    pub fn chunked_bytes(&self) -> u64 {
+        self.chunked_bytes
+    }
+
+    /// The row chunks of a tensor's storage: one covering every row unless it is larger than
+    /// one storage binding and was split.
+    pub fn chunks(&self, t: TensorId) -> Result<Vec<RowChunk>> {
+        let info = self
+            .tensors
+            .get(t.0)
+            .ok_or_else(|| Error::Graph(format!("unknown tensor {t:?}")))?;
+        Ok(chunks_of(&self.homes[t.0], &info.desc))
     }
 
     /// The shape and dtype of a tensor of this plan.
@@ -619,7 +680,11 @@ impl Plan {
 
     fn external(&self, t: TensorId) -> Result<&[(usize, RowChunk)]> {
         match self.homes.get(t.0) {
-            Some(Some(Home::External(parts))) => Ok(parts),
+            Some(Some(Home::External(parts)))
+                if self.tensors[t.0].kind != TensorKind::Intermediate =>
+            {
+                Ok(parts)
+            }
             _ => Err(Error::Graph(format!(
                 "tensor {t:?} is not an input or parameter of this plan"
             ))),
@@ -662,27 +727,66 @@ impl Plan {
         Ok(())
     }
 
-    /// Encode every dispatch into one command encoder and submit once. Does not wait.
-    pub fn run(&mut self) -> Result<()> {
+    /// Set an input or parameter to zeros on the device (no host data, no staging memory).
+    pub fn zero(&mut self, t: TensorId) -> Result<()> {
         let mut enc = self
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("plan"),
+                label: Some("zero"),
             });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("plan"),
-                timestamp_writes: None,
-            });
-            for d in &self.dispatches {
-                pass.set_pipeline(&d.pipeline.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
-            }
+        for (bi, _) in self.external(t)?.to_vec() {
+            let buf = self.buffers[bi]
+                .as_ref()
+                .ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
+            enc.clear_buffer(&buf.buffer, 0, None);
         }
         self.last_submission = self.gpu.submit(vec![enc.finish()]);
+        self.gpu.check("zeroing a tensor")
+    }
+
+    /// Encode every dispatch into one command encoder and submit once. Does not wait.
+    ///
+    /// With `set_dispatches_per_submission(n)` (or `UNITOK_DISPATCHES_PER_SUBMISSION=n` when
+    /// the plan was compiled), the dispatches go in groups of n, one submission each, waiting
+    /// for each group before submitting the next (except after the last).
+    pub fn run(&mut self) -> Result<()> {
+        let per = match self.dispatches_per_submission {
+            0 => self.dispatches.len().max(1),
+            n => n,
+        };
+        for (k, group) in self.dispatches.chunks(per).enumerate() {
+            if k > 0 {
+                self.gpu.wait()?;
+            }
+            let mut enc = self
+                .gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("plan"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("plan"),
+                    timestamp_writes: None,
+                });
+                for d in group {
+                    pass.set_pipeline(&d.pipeline.pipeline);
+                    pass.set_bind_group(0, &d.bind_group, &[]);
+                    pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
+                }
+            }
+            self.last_submission = self.gpu.submit(vec![enc.finish()]);
+        }
         self.gpu.check("running the graph")
+    }
+
+    /// Split `run` into submissions of at most `n` dispatches, each waited for before the
+    /// next is submitted (0: one submission, the default). The waits bound the work in flight
+    /// and let wgpu free what finished submissions held; the released-size training
+    /// measurement in benches/RESULTS.md ran with n = 64. Same results either way.
+    pub fn set_dispatches_per_submission(&mut self, n: usize) {
+        self.dispatches_per_submission = n;
     }
 
     /// Run the plan once with every dispatch in its own submission, waiting for each: the wall

@@ -139,6 +139,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         reps: usize,
     },
+    /// Build the training step of a model (random weights, reference AdamW settings), run it on
+    /// random images and captions, and report build time, step time, images/s, planned memory
+    /// and dispatch count.
+    BenchTrain {
+        /// Preset: vitamin_large (the released size), vitamin_base, tiny64.
+        #[arg(long, default_value = "tiny64")]
+        preset: String,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Training steps to time (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
 }
 
 /// `unitok train` flags (names fixed so scripts can rely on them).
@@ -293,6 +306,11 @@ fn main() -> ExitCode {
             batch,
             reps,
         } => run_bench_model(&preset, batch, reps),
+        Cmd::BenchTrain {
+            preset,
+            batch,
+            steps,
+        } => run_bench_train(&preset, batch, steps),
         Cmd::Convert { input, output } => app::convert(&input, &output),
         Cmd::Train(f) => run_train(*f),
         Cmd::Encode {
@@ -548,12 +566,78 @@ fn run_bench(json: bool, reps: usize, quick: bool, filter: Option<String>) -> Re
     Ok(())
 }
 
-fn run_bench_model(preset: &str, batch: usize, reps: usize) -> Result<()> {
-    let cfg = unitok::UnitokConfig::preset(preset).ok_or_else(|| {
+fn preset(preset: &str) -> Result<unitok::UnitokConfig> {
+    unitok::UnitokConfig::preset(preset).ok_or_else(|| {
         unitok::Error::Invalid(format!(
             "unknown preset {preset:?} (vitamin_large, vitamin_base, tiny64)"
         ))
-    })?;
+    })
+}
+
+fn run_bench_train(preset_name: &str, batch: usize, steps: usize) -> Result<()> {
+    use std::io::Write;
+    let cfg = preset(preset_name)?;
+    let gpu = Gpu::new()?;
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    println!("adapter: {}", gpu.describe());
+    println!(
+        "training step {} b{batch} {s}x{s}: max storage binding {:.0} MiB",
+        cfg.model,
+        mib(gpu.caps.max_storage_binding),
+        s = cfg.img_size
+    );
+    let t0 = std::time::Instant::now();
+    let (mut step, info) = bench::train_step(&gpu, &cfg, batch)?;
+    // Printed before the first step: at the released size one step takes long on a CPU adapter.
+    println!(
+        "build (record + plan + compile + upload) {:.2} s   planned {:.1} MiB (arena {:.1} MiB, row-chunked intermediates {:.1} MiB)   {} dispatches",
+        t0.elapsed().as_secs_f64(),
+        mib(info.planned_bytes),
+        mib(info.arena_bytes),
+        mib(info.chunked_bytes),
+        info.dispatches
+    );
+    let mem = gpu.memory();
+    println!(
+        "device buffers held by the pool: {:.1} MiB live, {:.1} MiB pooled",
+        mib(mem.live_bytes),
+        mib(mem.pooled_bytes)
+    );
+    std::io::stdout().flush().ok();
+    let mut rng = 0x853c49e6748fea9bu64;
+    let mut uniform = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut times = Vec::new();
+    for k in 0..steps.max(1) {
+        let (images, ids) = bench::train_batch(&step, k as u64 + 1)?;
+        let t = std::time::Instant::now();
+        let r = step.run(&images, &ids, 1e-4, &mut uniform)?;
+        let dt = t.elapsed().as_secs_f64();
+        println!(
+            "step {}: {dt:.2} s   loss {:.4}   grad norm {:.4}",
+            k + 1,
+            r.total,
+            r.grad_norm
+        );
+        std::io::stdout().flush().ok();
+        times.push(dt);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "median step {median:.2} s over {} steps   {:.3} images/s",
+        times.len(),
+        batch as f64 / median
+    );
+    Ok(())
+}
+
+fn run_bench_model(preset_name: &str, batch: usize, reps: usize) -> Result<()> {
+    let cfg = preset(preset_name)?;
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
     for t in bench::model_timings(&gpu, &cfg, batch, reps)? {

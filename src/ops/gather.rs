@@ -98,15 +98,10 @@ impl Op for GatherRows {
             return Ok(vec![None, None]);
         };
         let (table, ids) = (cx.inputs[0], cx.inputs[1]);
-        let ts = cx.g.shape(table).to_vec();
-        let dt = cx.g.apply1(
-            GatherRowsGrad {
-                rows: ts[0],
-                groups: 1,
-            },
-            &[ids, gy],
-        )?;
-        let dt = cx.g.reshape(dt, &ts)?;
+        let rows = cx.g.shape(table)[0];
+        // [V, D], the table's shape: written in row chunks when the table is chunked.
+        let dt =
+            cx.g.apply1(GatherRowsGrad { rows, groups: 1 }, &[ids, gy])?;
         Ok(vec![Some(dt), None])
     }
     fn accepts_chunked(&self, i: usize) -> bool {
@@ -122,14 +117,22 @@ struct ScatterParams {
     k: u32,
     d: u32,
     eps: f32,
-    _p: [u32; 3],
+    /// The flat table rows (gi·K + k) this dispatch writes: [r0, r0 + nr), an output row chunk.
+    r0: u32,
+    nr: u32,
+    _p: u32,
 }
 
 /// Deterministic scatter-add, the table gradient of a row gather: with `groups` = G ids per
 /// token and `rows` = K table rows per group, ids U32 [..., G] and dy f32 [..., G, D] (or
 /// [..., G·D]) give out [G, K, D] with out[g, k, :] = Σ_t dy[t, g, :] over the tokens t whose
 /// id in group g is k, summed in token order (no atomics). Ids ≥ K contribute nothing.
-/// Inputs: ids, dy. For `GatherRows` G = 1 and the output is reshaped to [V, D].
+/// Inputs: ids, dy. With G = 1 (the gradient of `GatherRows`) the output is [K, D].
+///
+/// The output may be written as row chunks (`writes_chunked`: a table gradient larger than one
+/// storage binding, like UniTok's 49408 × 768 text token table): each chunk's dispatches write
+/// only the table rows in its range, with the same per-row sums, so the bits do not depend on
+/// the split.
 #[derive(Clone, Debug)]
 pub struct GatherRowsGrad {
     pub rows: usize,
@@ -167,6 +170,16 @@ impl GatherRowsGrad {
     }
 }
 
+impl GatherRowsGrad {
+    fn out_desc(&self, d: usize) -> TensorDesc {
+        if self.groups == 1 {
+            TensorDesc::f32(&[self.rows, d])
+        } else {
+            TensorDesc::f32(&[self.groups, self.rows, d])
+        }
+    }
+}
+
 impl Op for GatherRowsGrad {
     fn name(&self) -> String {
         format!("gather_rows_grad(G={}, K={})", self.groups, self.rows)
@@ -176,7 +189,7 @@ impl Op for GatherRowsGrad {
             return Err(arity_err(&self.name(), inputs, 2));
         };
         let (_, d) = self.dims(ids, dy)?;
-        Ok(vec![TensorDesc::f32(&[self.groups, self.rows, d])])
+        Ok(vec![self.out_desc(d)])
     }
     fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
         let (ids, dy) = (inputs[0].as_u32()?, inputs[1].as_f32()?);
@@ -195,51 +208,53 @@ impl Op for GatherRowsGrad {
                 }
             }
         }
-        Ok(vec![HostTensor::f32(&[g, k, d], out)?])
+        Ok(vec![HostTensor::f32(&self.out_desc(d).shape, out)?])
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let (n, d) = self.dims(cx.input(0), cx.input(1))?;
-        let out = &cx.outputs[0];
-        if out.bytes() > cx.caps.max_storage_binding {
-            return Err(Error::Limit {
-                op: self.name(),
-                what: format!("table gradient {:?}", out.shape),
-                need: out.bytes(),
-                limit_name: "max_storage_buffer_binding_size",
-                limit: cx.caps.max_storage_binding,
+        // Flat table rows (gi·K + k) per row of the output's dimension 0.
+        let per_row = if self.groups == 1 { 1 } else { self.rows };
+        let mut out = Vec::new();
+        for (c, chunk) in cx.output_chunks(0).iter().enumerate() {
+            let (r0, nr) = (chunk.start * per_row, chunk.rows * per_row);
+            let p = params(&ScatterParams {
+                n: n as u32,
+                g: self.groups as u32,
+                k: self.rows as u32,
+                d: d as u32,
+                r0: r0 as u32,
+                nr: nr as u32,
+                ..Default::default()
             });
-        }
-        let p = params(&ScatterParams {
-            n: n as u32,
-            g: self.groups as u32,
-            k: self.rows as u32,
-            d: d as u32,
-            ..Default::default()
-        });
-        // Per table row, every row scans all n tokens: K·n work. From the tokens' side (zero
-        // the table, then each first occurrence sums its id's rows): K + n² work. Same bits.
-        if n < self.rows {
-            return Ok(vec![
-                Dispatch {
+            // Per table row, every row scans all n tokens: K·n work. From the tokens' side
+            // (zero the rows, then each first occurrence sums its id's rows): K + n² work.
+            // Same bits.
+            if n < self.rows {
+                out.push(Dispatch {
                     kernel: Kernel::new("backward_mm", "scatter_rows_zero"),
                     params: p.clone(),
-                    binds: vec![Bind::write(0)],
-                    grid: [groups(self.groups * self.rows * d, 256), 1, 1],
-                },
-                Dispatch {
+                    binds: vec![Bind::write_chunk(0, c)],
+                    grid: [groups(nr * d, 256), 1, 1],
+                });
+                out.push(Dispatch {
                     kernel: Kernel::new("backward_mm", "scatter_rows_first"),
                     params: p,
-                    binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
+                    binds: vec![Bind::read(0), Bind::read(1), Bind::write_chunk(0, c)],
                     grid: [(n * self.groups) as u32, 1, 1],
-                },
-            ]);
+                });
+            } else {
+                out.push(Dispatch {
+                    kernel: Kernel::new("backward_mm", "scatter_rows"),
+                    params: p,
+                    binds: vec![Bind::read(0), Bind::read(1), Bind::write_chunk(0, c)],
+                    grid: [nr as u32, 1, 1],
+                });
+            }
         }
-        Ok(vec![Dispatch {
-            kernel: Kernel::new("backward_mm", "scatter_rows"),
-            params: p,
-            binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
-            grid: [(self.groups * self.rows) as u32, 1, 1],
-        }])
+        Ok(out)
+    }
+    fn writes_chunked(&self, o: usize) -> bool {
+        o == 0
     }
 }
 

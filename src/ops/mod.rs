@@ -39,8 +39,10 @@ pub enum Slot {
     Scratch(usize),
 }
 
-/// One storage binding of a dispatch. `chunk` selects a row chunk of an input that is split
-/// across several buffers (see `Storage`); it is 0 for everything else.
+/// One storage binding of a dispatch. `chunk` selects a row chunk of a tensor that is split
+/// across several buffers (see `Storage`): an input the op accepts chunked
+/// (`Op::accepts_chunked`) or an output it writes chunked (`Op::writes_chunked`); it is 0 for
+/// everything else.
 #[derive(Clone, Copy, Debug)]
 pub struct Bind {
     pub slot: Slot,
@@ -70,6 +72,14 @@ impl Bind {
             access: Access::ReadWrite,
         }
     }
+    /// Row chunk `chunk` of output `o` (for ops that say `writes_chunked(o)`).
+    pub fn write_chunk(o: usize, chunk: usize) -> Self {
+        Bind {
+            slot: Slot::Output(o),
+            chunk,
+            access: Access::ReadWrite,
+        }
+    }
     pub fn scratch(s: usize) -> Self {
         Bind {
             slot: Slot::Scratch(s),
@@ -82,6 +92,14 @@ impl Bind {
         Bind {
             slot: Slot::Input(i),
             chunk: 0,
+            access: Access::ReadWrite,
+        }
+    }
+    /// Row chunk `chunk` of an input the op updates in place (and accepts chunked).
+    pub fn update_chunk(i: usize, chunk: usize) -> Self {
+        Bind {
+            slot: Slot::Input(i),
+            chunk,
             access: Access::ReadWrite,
         }
     }
@@ -129,6 +147,16 @@ pub struct RowChunk {
     pub rows: usize,
 }
 
+impl RowChunk {
+    /// The whole of a tensor as one chunk.
+    pub fn whole(desc: &TensorDesc) -> Self {
+        RowChunk {
+            start: 0,
+            rows: desc.shape.first().copied().unwrap_or(1),
+        }
+    }
+}
+
 /// How an input is stored: one buffer (one chunk covering all rows) or several.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -139,6 +167,9 @@ pub struct Storage {
 pub struct EncodeCx<'a> {
     pub inputs: &'a [Storage],
     pub outputs: &'a [TensorDesc],
+    /// Row chunks of each output; an output missing here (or with an empty list) is one buffer.
+    /// Only outputs the op `writes_chunked` are ever split.
+    pub output_chunks: &'a [Vec<RowChunk>],
     pub scratch: &'a [TensorDesc],
     pub caps: &'a Caps,
 }
@@ -146,6 +177,13 @@ pub struct EncodeCx<'a> {
 impl EncodeCx<'_> {
     pub fn input(&self, i: usize) -> &TensorDesc {
         &self.inputs[i].desc
+    }
+    /// The row chunks of output `o` (one covering every row unless the executor split it).
+    pub fn output_chunks(&self, o: usize) -> Vec<RowChunk> {
+        match self.output_chunks.get(o) {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => vec![RowChunk::whole(&self.outputs[o])],
+        }
     }
 }
 
@@ -164,6 +202,13 @@ pub trait Op: Debug + Send + Sync + 'static {
     /// Whether input `i` may be split into row chunks over several buffers (for tensors
     /// larger than one storage binding). Ops that say yes must bind every chunk.
     fn accepts_chunked(&self, _i: usize) -> bool {
+        false
+    }
+    /// Whether output `o` may be written as row chunks over several buffers (an intermediate
+    /// larger than one storage binding). Ops that say yes must write every chunk
+    /// (`Bind::write_chunk`, `EncodeCx::output_chunks`). The executor splits an intermediate
+    /// only when its producer says yes here and every consumer says `accepts_chunked`.
+    fn writes_chunked(&self, _o: usize) -> bool {
         false
     }
     /// Inputs this op overwrites in place (optimizer state, accumulators). Its `cpu` returns

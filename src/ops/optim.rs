@@ -11,7 +11,6 @@
 //! input tensor written each step, never from the uniform block, so nothing is re-planned.
 
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
-use crate::device::Access;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -21,7 +20,10 @@ use crate::tensor::{DType, HostTensor, TensorDesc};
 struct Params {
     n: u32,
     slot: u32,
-    _p: [u32; 2],
+    /// sum_squares_chunk: the chunk's first element index mod 256, and flags (1: first chunk,
+    /// 2: last chunk).
+    phase: u32,
+    flags: u32,
     max_norm: f32,
     wd: f32,
     _q: [f32; 2],
@@ -53,6 +55,11 @@ fn f32_only(op: &str, ds: &[&TensorDesc]) -> Result<()> {
 }
 
 /// acc[slot] = Σ x²; inputs (x, acc), acc updated in place.
+///
+/// `x` may be a row-chunked tensor (a gradient larger than one storage binding): one dispatch
+/// per chunk, each invocation carrying its running sum to the next chunk through a small
+/// scratch buffer and owning the same elements (global index mod 256) in the same order as the
+/// one-buffer kernel, so the sum has the same bits however the tensor is split.
 #[derive(Clone, Debug)]
 pub struct SumSquares {
     pub slot: usize,
@@ -91,18 +98,53 @@ impl Op for SumSquares {
         }
         Ok(vec![acc])
     }
-    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
-        Ok(vec![Dispatch {
-            kernel: Kernel::new("optim", "sum_squares"),
-            params: params(&Params {
-                n: cx.input(0).numel() as u32,
-                slot: self.slot as u32,
-                ..Default::default()
-            }),
-            binds: vec![Bind::read(0), Bind::update(1)],
-            grid: [1, 1, 1],
-        }])
+    fn scratch(&self, _inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
+        vec![TensorDesc::f32(&[SUM_WG])] // per-invocation running sums between row chunks
     }
+    fn accepts_chunked(&self, i: usize) -> bool {
+        i == 0
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let x = &cx.inputs[0];
+        if x.chunks.len() <= 1 {
+            return Ok(vec![Dispatch {
+                kernel: Kernel::new("optim", "sum_squares"),
+                params: params(&Params {
+                    n: x.desc.numel() as u32,
+                    slot: self.slot as u32,
+                    ..Default::default()
+                }),
+                binds: vec![Bind::read(0), Bind::update(1)],
+                grid: [1, 1, 1],
+            }]);
+        }
+        let row = row_elems(&x.desc);
+        let last = x.chunks.len() - 1;
+        Ok(x.chunks
+            .iter()
+            .enumerate()
+            .map(|(k, c)| Dispatch {
+                kernel: Kernel::new("optim", "sum_squares_chunk"),
+                params: params(&Params {
+                    n: (c.rows * row) as u32,
+                    slot: self.slot as u32,
+                    phase: ((c.start * row) % SUM_WG) as u32,
+                    flags: (k == 0) as u32 | (((k == last) as u32) << 1),
+                    ..Default::default()
+                }),
+                binds: vec![Bind::read_chunk(0, k), Bind::update(1), Bind::scratch(0)],
+                grid: [1, 1, 1],
+            })
+            .collect())
+    }
+}
+
+/// The workgroup size of `sum_squares` (shaders/optim.wgsl).
+const SUM_WG: usize = 256;
+
+/// Elements per row of dimension 0.
+fn row_elems(d: &TensorDesc) -> usize {
+    d.numel() / d.shape.first().copied().unwrap_or(1).max(1)
 }
 
 /// [min(1, max_norm/(‖g‖+1e-6)), ‖g‖] from the accumulator of per-tensor Σg².
@@ -145,6 +187,8 @@ impl Op for ClipCoef {
 }
 
 /// AdamW on one tensor. Inputs (grad, hyper, clip, param, m, v); the last three are updated.
+/// Grad, param and moments may be row-chunked (larger than one storage binding; equal shapes
+/// give equal splits): one dispatch per chunk.
 #[derive(Clone, Debug)]
 pub struct AdamW {
     pub weight_decay: f32,
@@ -200,29 +244,42 @@ impl Op for AdamW {
         }
         Ok(vec![p, m, v])
     }
+    fn accepts_chunked(&self, i: usize) -> bool {
+        matches!(i, 0 | 3 | 4 | 5)
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
-        let n = cx.input(0).numel();
-        let upd = |i| Bind {
-            access: Access::ReadWrite,
-            ..Bind::read(i)
-        };
-        Ok(vec![Dispatch {
-            kernel: Kernel::new("optim", "adamw"),
-            params: params(&Params {
-                n: n as u32,
-                wd: self.weight_decay,
-                ..Default::default()
-            }),
-            binds: vec![
-                Bind::read(0),
-                Bind::read(1),
-                Bind::read(2),
-                upd(3),
-                upd(4),
-                upd(5),
-            ],
-            grid: [groups(n, 256), 1, 1],
-        }])
+        let chunks = &cx.inputs[0].chunks;
+        if [3, 4, 5].iter().any(|i| &cx.inputs[*i].chunks != chunks) {
+            return Err(Error::Graph(format!(
+                "{}: grad, param and moments are split into different row chunks",
+                self.name()
+            )));
+        }
+        let row = row_elems(cx.input(0));
+        Ok(chunks
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let n = c.rows * row;
+                Dispatch {
+                    kernel: Kernel::new("optim", "adamw"),
+                    params: params(&Params {
+                        n: n as u32,
+                        wd: self.weight_decay,
+                        ..Default::default()
+                    }),
+                    binds: vec![
+                        Bind::read_chunk(0, k),
+                        Bind::read(1),
+                        Bind::read(2),
+                        Bind::update_chunk(3, k),
+                        Bind::update_chunk(4, k),
+                        Bind::update_chunk(5, k),
+                    ],
+                    grid: [groups(n, 256), 1, 1],
+                }
+            })
+            .collect())
     }
 }
 

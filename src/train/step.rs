@@ -372,9 +372,8 @@ impl TrainStep {
         let mut plan = b.g.compile(gpu)?;
         for tr in &trained {
             write_param(&mut plan, &b, tr.id, &tr.source, weights)?;
-            let zeros = HostTensor::zeros(b.g.shape(tr.id));
-            plan.write(tr.m, &zeros)?;
-            plan.write(tr.v, &zeros)?;
+            plan.zero(tr.m)?;
+            plan.zero(tr.v)?;
         }
         for (t, src) in &frozen {
             write_param(&mut plan, &b, *t, src, weights)?;

@@ -54,16 +54,9 @@ fn sum_squares_chunk(@builtin(local_invocation_index) li: u32) {
         carry[li] = s;
         return;
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w = w / 2u) {
-        if (li < w) {
-            part[li] = part[li] + part[li + w];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum_256(li, s);
     if (li == 0u) {
-        accq[pq.slot] = part[0];
+        accq[pq.slot] = total;
     }
 }
 

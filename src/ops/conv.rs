@@ -109,7 +109,7 @@ impl Conv2d {
         g: &Geom,
         wstrides: [i32; 5],
     ) -> Result<Dispatch> {
-        let (cin_g, cout_g) = (g.cin / self.groups, g.cout / self.groups);
+        let cout_g = g.cout / self.groups;
         let pointwise = g.kh == 1 && g.kw == 1 && self.stride == 1 && self.padding == 0;
         let width3 = g.kw == 3 && (self.stride == 1 || self.stride == 2);
         // The subgroup kernels (32 channels × 4 or 8 pixels per invocation) need subgroups of at
@@ -157,36 +157,16 @@ impl Conv2d {
             ));
         }
         let p = ConvParams {
-            cin_g: cin_g as u32,
-            h: g.h as u32,
-            w: g.w as u32,
-            cout_g: cout_g as u32,
-            ho: g.ho as u32,
-            wo: g.wo as u32,
-            kh: g.kh as u32,
-            kw: g.kw as u32,
-            stride: self.stride as u32,
-            pad: self.padding as u32,
-            groups: self.groups as u32,
-            batch: g.n as u32,
-            xs_n: (g.cin * g.h * g.w) as u32,
-            xs_c: (g.h * g.w) as u32,
-            xs_h: g.w as u32,
-            x_off: 0,
             ws_co: wstrides[0],
             ws_ci: wstrides[1],
             ws_ky: wstrides[2],
             ws_kx: wstrides[3],
             w_off: wstrides[4],
-            ys_n: (g.cout * g.ho * g.wo) as u32,
-            ys_c: (g.ho * g.wo) as u32,
-            ys_h: g.wo as u32,
-            y_off: 0,
             p_tiles: p_tiles as u32,
             m_tiles: m_tiles as u32,
             tiles: tiles as u32,
             cb: cb as u32,
-            _p: [0; 3],
+            ..self.dense_params(g)
         };
         let kernel = match (sg, pointwise) {
             (true, true) => Kernel::new("conv2d_sg", "conv1_sg"),

@@ -52,8 +52,12 @@ fn check(
     let c = rand_tensor(&[n], seed + 2);
     let (atol, rtol) = tol(k);
     let ins: Vec<&HostTensor> = if bias { vec![&a, &b, &c] } else { vec![&a, &b] };
-    // The subgroup kernel (where the adapter has one) and the portable kernels.
+    // The texture kernel (where the adapter takes texture operands), the subgroup kernel
+    // (where it has subgroups) and the portable kernels.
     check_op(op.clone(), &ins, atol, rtol);
+    if gpu().caps.texture_operands {
+        check_op(op.clone().without_textures(), &ins, atol, rtol);
+    }
     if gpu().caps.subgroups {
         check_op(op.without_subgroups(), &ins, atol, rtol);
     }
@@ -193,9 +197,14 @@ fn variant_selection() {
     let gpu = gpu();
     let mut no_sg = gpu.caps.clone();
     no_sg.subgroups = false;
+    no_sg.texture_operands = false;
     let mut sg = gpu.caps.clone();
     sg.subgroups = true;
     sg.subgroup_min = 8;
+    sg.texture_operands = false;
+    let mut tex = sg.clone();
+    tex.texture_operands = true;
+    tex.max_texture_dim = 16384;
     let mut small_sg = sg.clone();
     small_sg.subgroup_min = 4;
     let pick = |caps: &unitok::device::Caps, op: Matmul, a: &[usize], b: &[usize]| {
@@ -215,7 +224,19 @@ fn variant_selection() {
             caps,
         };
         let d = op.encode(&cx).unwrap();
+        if d.len() == 3 {
+            // Texture path: two packs, then the product.
+            assert_eq!(
+                op.scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
+                    .len(),
+                2
+            );
+            return (d[2].kernel.entry, false);
+        }
         assert_eq!(d.len(), 1);
+        assert!(op
+            .scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
+            .is_empty());
         let check = d[0]
             .kernel
             .constants
@@ -265,6 +286,68 @@ fn variant_selection() {
         pick(&small_sg, nn(), &[64, 32], &[32, 256]),
         ("mm_vec", false)
     );
+    // Texture operands: any K and transpose while N is a multiple of 4 and the textures fit.
+    let tt = || Matmul::new(true, true);
+    assert_eq!(pick(&tex, nn(), &[65, 30], &[30, 260]).0, "mm_panel");
+    assert_eq!(pick(&tex, tt(), &[2, 7, 5], &[2, 12, 7]).0, "mm_panel");
+    assert_eq!(pick(&tex, nn(), &[64, 32], &[32, 7]).0, "mm_scalar");
+    assert_eq!(
+        pick(&tex, nn().without_textures(), &[64, 32], &[32, 256]).0,
+        "mm_sg"
+    );
+    assert_eq!(
+        pick(&tex, nn().without_subgroups(), &[64, 32], &[32, 256]).0,
+        "mm_vec"
+    );
+    // K = 8200: the texture would be 16400 texels wide.
+    assert_eq!(pick(&tex, nn(), &[64, 8200], &[8200, 256]).0, "mm_sg");
+}
+
+/// The texture kernel (16 × 16·SGS output tiles, K in texels of 4) around its tile edges, with
+/// every transpose, batches with a batched and a shared b, bias and alpha; the kernel choice is
+/// asserted so these cases cannot silently test another kernel.
+#[test]
+fn texture_kernel_around_its_tiles() {
+    let gpu = gpu();
+    if !gpu.caps.texture_operands {
+        // GPUs take the buffer kernels (tested above); lavapipe, the CI adapter, must not.
+        assert_ne!(gpu.info.device_type, wgpu::DeviceType::Cpu);
+        return;
+    }
+    let takes_textures = |op: &Matmul, a: &[usize], b: &[usize]| {
+        let (a, b) = (TensorDesc::f32(a), TensorDesc::f32(b));
+        op.scratch_textures(&[&a, &b], &gpu.caps).len() == 2
+    };
+    let mut seed = 900;
+    for (ta, tb) in COMBOS {
+        for (batch, b_batched) in [(vec![], false), (vec![3], true), (vec![2], false)] {
+            for (m, k, n) in [
+                (16, 4, 16),
+                (15, 5, 12),
+                (17, 7, 20),
+                (33, 13, 128),
+                (31, 16, 132),
+                (8, 3, 124),
+                (1, 1, 4),
+                (20, 9, 260),
+            ] {
+                let op = Matmul::new(ta, tb).scaled(if seed % 2 == 0 { 1.0 } else { 0.5 });
+                let (sa, sb) = operands(&op, &batch, b_batched, m, k, n);
+                assert!(takes_textures(&op, &sa, &sb), "{sa:?} {sb:?}");
+                let a = rand_tensor(&sa, seed);
+                let b = rand_tensor(&sb, seed + 1);
+                let c = rand_tensor(&[n], seed + 2);
+                let (atol, rtol) = tol(k);
+                let ins: Vec<&HostTensor> = if seed % 3 == 0 {
+                    vec![&a, &b, &c]
+                } else {
+                    vec![&a, &b]
+                };
+                check_op(op, &ins, atol, rtol);
+                seed += 3;
+            }
+        }
+    }
 }
 
 #[test]

@@ -394,6 +394,17 @@ pub fn measure(gpu: &Arc<Gpu>, case: &BenchCase, reps: usize) -> Result<Measurem
     Ok(median(case, times))
 }
 
+/// Where one run of a case spends its time: wall time per dispatch label (each dispatch in its
+/// own submission, see `Plan::profile`), after a warm-up run.
+pub fn profile(
+    gpu: &Arc<Gpu>,
+    case: &BenchCase,
+) -> Result<Vec<(String, std::time::Duration, usize)>> {
+    let mut plan = prepare(gpu, case)?;
+    timed_run(gpu, &mut plan)?;
+    plan.profile()
+}
+
 /// Time one case on two devices (e.g. with and without shader runtime checks), alternating
 /// their runs so both see the same machine load: a fair A/B on a shared, noisy machine.
 /// Same warm-up and `LONG_RUN` rule as `measure`, per side.

@@ -13,6 +13,13 @@
 //! `UNITOK_MAX_BINDING_BYTES` (or `Gpu::new_with_max_binding`) lowers the storage-binding size
 //! the executor plans with, clamped to the adapter's real limit: tests use it to exercise row
 //! chunking of large tensors on small shapes. The device itself keeps its real limits.
+//!
+//! Texture operands: on CPU adapters (lavapipe) the compute-heavy kernels read their operands
+//! from rgba32float storage textures, because there a storage-buffer load costs ~30× a
+//! storage-texture load (ARCHITECTURE.md, "Texture operands"). `Caps::texture_operands` says
+//! whether kernels may do so; `UNITOK_TEXTURE_OPERANDS=0` turns it off, `=1` turns it on for
+//! any adapter that supports the kernels (subgroups of exactly 8 lanes, read-only rgba32float
+//! storage textures).
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -34,17 +41,27 @@ pub struct Caps {
     pub subgroup_min: u32,
     pub subgroup_max: u32,
     pub timestamps: bool,
+    /// Kernels may read operands through rgba32float storage textures (see the module doc).
+    pub texture_operands: bool,
+    /// Largest width and height of a 2-D texture.
+    pub max_texture_dim: u32,
     /// Shader modules are created without wgpu's injected bounds checks
     /// (`UNITOK_UNCHECKED_SHADERS=1`; see `unchecked_shaders_from_env`).
     pub unchecked_shaders: bool,
 }
 
-/// Access of one storage binding, as the kernel declares it.
+/// Access of one binding, as the kernel declares it: a storage buffer, or an rgba32float
+/// storage texture (`texture_storage_2d<rgba32float, read>` / `<.., write>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
     ReadWrite,
+    TextureRead,
+    TextureWrite,
 }
+
+/// The one texture format of texture operands.
+pub const TEXTURE_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
 
 /// A pipeline is identified by its shader, entry point, override constants and binding layout.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -192,6 +209,38 @@ pub fn max_binding_from_env() -> Result<Option<u64>> {
 
 /// The runtime checks of an unchecked module: no injected bounds checks; loop bounding and
 /// integer-division checks kept.
+/// Whether the texture-operand kernels run here, and whether they are wanted: by default only
+/// on CPU adapters, where they pay (see the module doc); `UNITOK_TEXTURE_OPERANDS` overrides.
+fn texture_operands(
+    adapter: &wgpu::Adapter,
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+) -> Result<bool> {
+    let want = match std::env::var("UNITOK_TEXTURE_OPERANDS") {
+        Err(_) => info.device_type == wgpu::DeviceType::Cpu,
+        Ok(v) => match v.trim() {
+            "0" => false,
+            "1" => true,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "UNITOK_TEXTURE_OPERANDS={other:?}: expected 0 or 1"
+                )))
+            }
+        },
+    };
+    let f = adapter.get_texture_format_features(TEXTURE_FORMAT);
+    let supported = features.contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == 8
+        && info.subgroup_max_size == 8
+        && f.allowed_usages
+            .contains(wgpu::TextureUsages::STORAGE_BINDING)
+        && f.flags.contains(
+            wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY
+                | wgpu::TextureFormatFeatureFlags::STORAGE_WRITE_ONLY,
+        );
+    Ok(want && supported)
+}
+
 fn runtime_checks_unchecked() -> wgpu::ShaderRuntimeChecks {
     let mut c = wgpu::ShaderRuntimeChecks::checked();
     c.bounds_checks = false;
@@ -341,6 +390,8 @@ impl Gpu {
             subgroup_min: info.subgroup_min_size,
             subgroup_max: info.subgroup_max_size,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            texture_operands: texture_operands(&adapter, &info, features)?,
+            max_texture_dim: limits.max_texture_dimension_2d,
             unchecked_shaders,
         };
         Ok(Arc::new(Gpu {
@@ -426,15 +477,24 @@ impl Gpu {
             count: None,
         }];
         for (i, a) in layout.iter().enumerate() {
+            let texture = |access| wgpu::BindingType::StorageTexture {
+                access,
+                format: TEXTURE_FORMAT,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            };
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: *a == Access::Read,
+                ty: match a {
+                    Access::Read | Access::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *a == Access::Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
                     },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
+                    Access::TextureRead => texture(wgpu::StorageTextureAccess::ReadOnly),
+                    Access::TextureWrite => texture(wgpu::StorageTextureAccess::WriteOnly),
                 },
                 count: None,
             });
@@ -479,6 +539,36 @@ impl Gpu {
     }
 
     /// A buffer of at least `bytes`, reused from the pool when one is idle.
+    /// An rgba32float texture for texture operands (`Access::TextureRead/TextureWrite`).
+    pub fn texture(&self, width: u32, height: u32) -> Result<wgpu::Texture> {
+        let max = self.caps.max_texture_dim;
+        if width == 0 || height == 0 || width > max || height > max {
+            return Err(Error::Limit {
+                op: "texture".into(),
+                what: format!("a {width}×{height} texture"),
+                need: width.max(height) as u64,
+                limit_name: "max_texture_dimension_2d",
+                limit: max as u64,
+            });
+        }
+        let t = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("texture operand"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: TEXTURE_FORMAT,
+            usage: wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        self.check("creating a texture")?;
+        Ok(t)
+    }
+
     pub fn alloc(&self, bytes: u64, usage: wgpu::BufferUsages) -> Result<PooledBuffer> {
         let class = size_class(bytes);
         if class > self.caps.max_buffer_size {

@@ -232,11 +232,21 @@ pub struct Plan {
     buffers: Vec<Option<PooledBuffer>>,
     readable: Vec<bool>,
     dispatches: Vec<Encoded>,
+    /// Scratch textures (texture operands), shared by every op that asks for the same size;
+    /// held here for the bind groups that view them.
+    _textures: Vec<wgpu::Texture>,
     planned_bytes: u64,
     arena_bytes: u64,
     chunked_bytes: u64,
+    texture_bytes: u64,
     dispatches_per_submission: usize,
     last_submission: u64,
+}
+
+/// What one binding of a dispatch points at: (buffer index, offset, size) or a texture index.
+enum Resource {
+    Buffer(usize, u64, u64),
+    Texture(usize),
 }
 
 /// Split `desc` into row chunks that each fit one binding.
@@ -462,6 +472,52 @@ impl Plan {
             }
         };
 
+        // Scratch textures: ops run one after another, so the j-th texture of a size that an
+        // op asks for is the same texture for every op.
+        let mut textures: Vec<wgpu::Texture> = Vec::new();
+        let mut by_size: HashMap<[u32; 2], Vec<usize>> = HashMap::new();
+        let mut texture_homes: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
+        for node in &g.nodes {
+            let in_descs: Vec<&TensorDesc> =
+                node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
+            let mut used: HashMap<[u32; 2], usize> = HashMap::new();
+            let mut homes_k = Vec::new();
+            for size in node.op.scratch_textures(&in_descs, caps) {
+                let j = used.entry(size).or_insert(0);
+                let list = by_size.entry(size).or_default();
+                if list.len() <= *j {
+                    textures.push(gpu.texture(size[0], size[1]).map_err(|e| match e {
+                        Error::Limit {
+                            what,
+                            need,
+                            limit_name,
+                            limit,
+                            ..
+                        } => Error::Limit {
+                            op: node.op.name(),
+                            what,
+                            need,
+                            limit_name,
+                            limit,
+                        },
+                        e => e,
+                    })?);
+                    list.push(textures.len() - 1);
+                }
+                homes_k.push(list[*j]);
+                *j += 1;
+            }
+            texture_homes.push(homes_k);
+        }
+        let texture_bytes: u64 = textures
+            .iter()
+            .map(|t| t.width() as u64 * t.height() as u64 * 16)
+            .sum();
+        let views: Vec<wgpu::TextureView> = textures
+            .iter()
+            .map(|t| t.create_view(&Default::default()))
+            .collect();
+
         // Encode: uniform blocks, pipelines, bind groups.
         let align = caps.min_uniform_offset_alignment.max(16) as u64;
         let mut all: Vec<(usize, Dispatch)> = Vec::new();
@@ -538,13 +594,13 @@ impl Plan {
                     limit_name: "max_compute_workgroups_per_dimension",
                     limit: caps.max_workgroups_per_dim as u64,
                 })?;
-            let mut entries_src: Vec<(usize, u64, u64)> = Vec::new(); // (buffer index, offset, size)
+            let mut entries_src: Vec<Resource> = Vec::new();
             let plen = if d.params.is_empty() {
                 16
             } else {
                 d.params.len() as u64
             };
-            entries_src.push((uniform_index, off, plen));
+            entries_src.push(Resource::Buffer(uniform_index, off, plen));
             for b in &d.binds {
                 let (t, desc) = match b.slot {
                     Slot::Input(i) => (Some(node.inputs.get(i).copied()), None),
@@ -555,6 +611,13 @@ impl Plan {
                             .get(i)
                             .map(|s| (*s, scratch_bytes(node, g, i))),
                     ),
+                    Slot::Texture(i) => {
+                        let ti = texture_homes[*k].get(i).ok_or_else(|| {
+                            Error::Graph(format!("{label}: binds texture {i} it did not ask for"))
+                        })?;
+                        entries_src.push(Resource::Texture(*ti));
+                        continue;
+                    }
                 };
                 let (bi, size) = match (t, desc) {
                     (Some(Some(t)), _) => {
@@ -592,21 +655,26 @@ impl Plan {
                         }
                     }
                 }
-                entries_src.push((bi, 0, size));
+                entries_src.push(Resource::Buffer(bi, 0, size));
             }
             let entries: Vec<wgpu::BindGroupEntry> = entries_src
                 .iter()
                 .enumerate()
-                .map(|(i, (bi, off, size))| wgpu::BindGroupEntry {
+                .map(|(i, r)| wgpu::BindGroupEntry {
                     binding: i as u32,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &buffers[*bi]
-                            .as_ref()
-                            .expect("plan buffers exist until drop")
-                            .buffer,
-                        offset: *off,
-                        size: wgpu::BufferSize::new(*size),
-                    }),
+                    resource: match r {
+                        Resource::Buffer(bi, off, size) => {
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &buffers[*bi]
+                                    .as_ref()
+                                    .expect("plan buffers exist until drop")
+                                    .buffer,
+                                offset: *off,
+                                size: wgpu::BufferSize::new(*size),
+                            })
+                        }
+                        Resource::Texture(ti) => wgpu::BindingResource::TextureView(&views[*ti]),
+                    },
                 })
                 .collect();
             let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -629,9 +697,11 @@ impl Plan {
             buffers,
             readable,
             dispatches,
-            planned_bytes: external_bytes + arena_bytes,
+            _textures: textures,
+            planned_bytes: external_bytes + arena_bytes + texture_bytes,
             arena_bytes,
             chunked_bytes,
+            texture_bytes,
             dispatches_per_submission: std::env::var("UNITOK_DISPATCHES_PER_SUBMISSION")
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
@@ -654,6 +724,12 @@ impl Plan {
     /// in persistent buffers outside the arena. Part of `planned_bytes`.
     pub fn chunked_bytes(&self) -> u64 {
         self.chunked_bytes
+    }
+
+    /// Bytes of the scratch textures (texture operands, CPU adapters only). Part of
+    /// `planned_bytes`.
+    pub fn texture_bytes(&self) -> u64 {
+        self.texture_bytes
     }
 
     /// The row chunks of a tensor's storage: one covering every row unless it is larger than

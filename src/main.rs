@@ -125,6 +125,10 @@ enum Cmd {
         /// alternating runs, so both see the same machine load) and print the speed-up.
         #[arg(long)]
         ab_checks: bool,
+        /// After each kernel, one more run with every dispatch waited for on its own: where the
+        /// time goes (e.g. packing operands into textures against the product itself).
+        #[arg(long)]
+        profile: bool,
     },
     /// Train (or fine-tune) UniTok: reconstruction (0.2·L1 + MSE), VQ and CLIP losses, AdamW with
     /// warm-up + cosine schedule, checkpoints that --resume continues exactly.
@@ -293,12 +297,13 @@ fn main() -> ExitCode {
             quick,
             filter,
             ab_checks,
+            profile,
         } => {
             let reps = reps.unwrap_or(if quick { 1 } else { 3 });
             if ab_checks {
                 run_bench_ab(json, reps, filter)
             } else {
-                run_bench(json, reps, quick, filter)
+                run_bench(json, reps, quick, filter, profile)
             }
         }
         Cmd::BenchModel {
@@ -495,7 +500,13 @@ fn run_bench_ab(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn run_bench(json: bool, reps: usize, quick: bool, filter: Option<String>) -> Result<()> {
+fn run_bench(
+    json: bool,
+    reps: usize,
+    quick: bool,
+    filter: Option<String>,
+    profile: bool,
+) -> Result<()> {
     let gpu = Gpu::new()?;
     let adapter = gpu.info.name.clone();
     let fma = bench::measure(&gpu, &bench::fma_case(quick), reps.max(3))?;
@@ -556,6 +567,18 @@ fn run_bench(json: bool, reps: usize, quick: bool, filter: Option<String>) -> Re
                 ceiling,
                 ratio
             );
+        }
+        if profile {
+            for (label, t, n) in bench::profile(&gpu, &case)? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"kernel": m.kernel, "dispatch": label, "ms": t.as_secs_f64() * 1e3, "count": n})
+                    );
+                } else {
+                    println!("    {:<52} {:>10.1} ms  ×{n}", label, t.as_secs_f64() * 1e3);
+                }
+            }
         }
     }
     if !json {

@@ -47,6 +47,8 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/matmul_sg.wgsl")
         ),
     ),
+    ("texture_pack", include_str!("../shaders/texture_pack.wgsl")),
+    ("matmul_tex", include_str!("../shaders/matmul_tex.wgsl")),
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
     (

@@ -20,7 +20,9 @@
 //!   when M and N also fill whole tiles;
 //! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
 
+use super::texture::{self, Operand, PANEL};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -63,6 +65,9 @@ pub struct Matmul {
     /// Use the subgroup kernel where the adapter has subgroups of at least 8 lanes (the
     /// default); false always takes the portable kernels (tests, driver workarounds).
     pub subgroups: bool,
+    /// Use the texture-operand kernel where `caps.texture_operands` (the default; it also
+    /// needs `subgroups`); false takes the buffer kernels (tests, A/B comparisons).
+    pub textures: bool,
 }
 
 impl Matmul {
@@ -72,10 +77,15 @@ impl Matmul {
             trans_b,
             alpha: 1.0,
             subgroups: true,
+            textures: true,
         }
     }
     pub fn without_subgroups(mut self) -> Self {
         self.subgroups = false;
+        self
+    }
+    pub fn without_textures(mut self) -> Self {
+        self.textures = false;
         self
     }
     pub fn scaled(mut self, alpha: f32) -> Self {
@@ -140,6 +150,178 @@ impl Matmul {
             n,
             shared,
         })
+    }
+}
+
+/// Rows (and columns) of the output one subgroup of `mm_panel` computes: 2 panels.
+const PANEL_TILE: usize = 2 * PANEL;
+
+/// The texture path of one matmul: operand layouts and the `mm_panel` grid.
+#[derive(Clone, Copy, Debug)]
+struct TexPlan {
+    a: Operand,
+    b: Operand,
+    a_panels: usize,
+    b_panels: usize,
+    /// Subgroups per workgroup, side by side in columns.
+    sgs: usize,
+    tiles_n: usize,
+    tiles_m: usize,
+    batch: usize,
+    m: usize,
+    n: usize,
+    shared: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default, Debug)]
+struct PanelParams {
+    m: u32,
+    n: u32,
+    k4: u32,
+    a_panels: u32,
+    b_panels: u32,
+    tiles_n: u32,
+    tiles: u32,
+    sc: u32,
+    has_bias: u32,
+    alpha: f32,
+}
+
+impl Matmul {
+    /// The texture path for these operands, when it is enabled and everything fits.
+    fn tex_plan(&self, a: &TensorDesc, b: &TensorDesc, caps: &Caps) -> Option<TexPlan> {
+        if !(self.textures && self.subgroups && caps.texture_operands) {
+            return None;
+        }
+        // A b over one binding is stored in row chunks; the pack reads one buffer.
+        if b.bytes() > caps.max_storage_binding {
+            return None;
+        }
+        let d = self.dims(&a.shape, &b.shape, None).ok()?;
+        if d.batch * d.m * d.n == 0 || d.k == 0 {
+            return None;
+        }
+        for v in [a.numel(), b.numel(), d.batch * d.m * d.n] {
+            if v >= u32::MAX as usize {
+                return None;
+            }
+        }
+        // A shared b with a row-major a: the batch is just more rows.
+        let (batch, m) = if d.shared && !self.trans_a {
+            (1, d.batch * d.m)
+        } else {
+            (d.batch, d.m)
+        };
+        let (k, n) = (d.k, d.n);
+        // mm_panel stores vec4s of C.
+        if n % 4 != 0 {
+            return None;
+        }
+        let sgs = n.div_ceil(PANEL_TILE).next_power_of_two().min(8);
+        let tiles_m = m.div_ceil(PANEL_TILE);
+        let tiles_n = n.div_ceil(PANEL_TILE * sgs);
+        let a_panels = 2 * tiles_m;
+        let b_panels = 2 * sgs * tiles_n;
+        let b_batch = if d.shared { 1 } else { batch };
+        if !texture::fits(caps, k, a_panels, batch)
+            || !texture::fits(caps, k, b_panels, b_batch)
+            || tiles_m * tiles_n >= u32::MAX as usize
+        {
+            return None;
+        }
+        let a_op = if self.trans_a {
+            Operand {
+                rows: m,
+                k,
+                rs: 1,
+                ks: m,
+                zs: m * k,
+                off: 0,
+                batch,
+            }
+        } else {
+            Operand {
+                rows: m,
+                k,
+                rs: k,
+                ks: 1,
+                zs: m * k,
+                off: 0,
+                batch,
+            }
+        };
+        let b_zs = if d.shared { 0 } else { k * n };
+        let b_op = if self.trans_b {
+            Operand {
+                rows: n,
+                k,
+                rs: k,
+                ks: 1,
+                zs: b_zs,
+                off: 0,
+                batch: b_batch,
+            }
+        } else {
+            Operand {
+                rows: n,
+                k,
+                rs: 1,
+                ks: n,
+                zs: b_zs,
+                off: 0,
+                batch: b_batch,
+            }
+        };
+        Some(TexPlan {
+            a: a_op,
+            b: b_op,
+            a_panels,
+            b_panels,
+            sgs,
+            tiles_n,
+            tiles_m,
+            batch,
+            m,
+            n,
+            shared: d.shared,
+        })
+    }
+
+    fn encode_tex(&self, t: &TexPlan, has_bias: bool) -> Vec<Dispatch> {
+        let u = |v: usize| v as u32;
+        let tiles = t.tiles_m * t.tiles_n;
+        let p = PanelParams {
+            m: u(t.m),
+            n: u(t.n),
+            k4: u(t.a.k.div_ceil(4)),
+            a_panels: u(t.a_panels),
+            b_panels: if t.shared { 0 } else { u(t.b_panels) },
+            tiles_n: u(t.tiles_n),
+            tiles: u(tiles),
+            sc: u(t.m * t.n),
+            has_bias: has_bias as u32,
+            alpha: self.alpha,
+        };
+        vec![
+            texture::pack(&t.a, t.a_panels, 0, 0),
+            texture::pack(&t.b, t.b_panels, 1, 1),
+            Dispatch {
+                kernel: Kernel::new("matmul_tex", "mm_panel").with("SGS", t.sgs as f64),
+                params: params(&p),
+                binds: vec![
+                    Bind::texture_read(0),
+                    Bind::texture_read(1),
+                    Bind::write(0),
+                    if has_bias {
+                        Bind::read(2)
+                    } else {
+                        Bind::read(0)
+                    },
+                ],
+                grid: [u(tiles), 1, u(t.batch)],
+            },
+        ]
     }
 }
 
@@ -239,9 +421,27 @@ impl Op for Matmul {
         Ok(vec![HostTensor::f32(&out.shape, c)?])
     }
 
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        match inputs {
+            [a, b, ..] => match self.tex_plan(a, b, caps) {
+                Some(t) => vec![
+                    texture::texture_size(t.a.k, t.a_panels, t.a.batch),
+                    texture::texture_size(t.b.k, t.b_panels, t.b.batch),
+                ],
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let (a, b) = (cx.input(0), cx.input(1));
         let has_bias = cx.inputs.len() == 3;
+        if cx.inputs[1].chunks.len() <= 1 {
+            if let Some(t) = self.tex_plan(a, b, cx.caps) {
+                return Ok(self.encode_tex(&t, has_bias));
+            }
+        }
         let d = self.dims(
             &a.shape,
             &b.shape,
@@ -380,6 +580,7 @@ impl Op for Matmul {
         let mm = |ta: bool, tb: bool| {
             let mut op = Matmul::new(ta, tb).scaled(self.alpha);
             op.subgroups = self.subgroups;
+            op.textures = self.textures;
             op
         };
         // Data gradient of a.

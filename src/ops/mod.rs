@@ -30,6 +30,7 @@ pub mod peak;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
+pub mod texture;
 
 /// Which tensor of the op a binding refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub enum Slot {
     Input(usize),
     Output(usize),
     Scratch(usize),
+    /// Scratch texture `i` of the op (`Op::scratch_textures`).
+    Texture(usize),
 }
 
 /// One storage binding of a dispatch. `chunk` selects a row chunk of a tensor that is split
@@ -85,6 +88,22 @@ impl Bind {
             slot: Slot::Scratch(s),
             chunk: 0,
             access: Access::ReadWrite,
+        }
+    }
+    /// Scratch texture `t`, read by the kernel (`texture_storage_2d<rgba32float, read>`).
+    pub fn texture_read(t: usize) -> Self {
+        Bind {
+            slot: Slot::Texture(t),
+            chunk: 0,
+            access: Access::TextureRead,
+        }
+    }
+    /// Scratch texture `t`, written by the kernel (`texture_storage_2d<rgba32float, write>`).
+    pub fn texture_write(t: usize) -> Self {
+        Bind {
+            slot: Slot::Texture(t),
+            chunk: 0,
+            access: Access::TextureWrite,
         }
     }
     /// An input the op updates in place (optimizer state, parameters).
@@ -197,6 +216,12 @@ pub trait Op: Debug + Send + Sync + 'static {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>>;
     /// Temporary buffers the dispatches need, live only during this op.
     fn scratch(&self, _inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
+        Vec::new()
+    }
+    /// Scratch rgba32float textures (width, height in texels) the dispatches need, live only
+    /// during this op; only where `caps.texture_operands` (see `device`). Ops that run one
+    /// after another share them, so nothing may be read from a texture the op did not write.
+    fn scratch_textures(&self, _inputs: &[&TensorDesc], _caps: &Caps) -> Vec<[u32; 2]> {
         Vec::new()
     }
     /// Whether input `i` may be split into row chunks over several buffers (for tensors

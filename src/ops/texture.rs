@@ -1,0 +1,95 @@
+//! Texture operands: the panel layout that the texture kernels of CPU adapters read, and the
+//! dispatch that fills it (`shaders/texture_pack.wgsl`).
+//!
+//! Why: on lavapipe a divergent storage-buffer load costs ~30× a storage-texture load, so the
+//! compute-heavy kernels copy each operand once into an rgba32float texture and run their
+//! inner loops on texture loads (`device` module doc, ARCHITECTURE.md "Texture operands").
+//!
+//! Layout: an operand read as `rows` × K is cut into panels of `PANEL` rows; texel
+//! (PANEL·k4 + l, panel p) holds rows PANEL·p + l, columns 4·k4 .. 4·k4 + 3. Batch entries are
+//! stacked: entry z's panels start at texture row z·panels. Rows and K past the operand are
+//! zero, so the kernels never bounds-check K.
+
+use super::{groups, params, Bind, Dispatch, Kernel};
+use crate::device::Caps;
+
+/// Rows per panel = lanes of the subgroups that read them.
+pub const PANEL: usize = 8;
+
+/// A matrix operand in a storage buffer, read as `rows` × `k`: element (r, k) of batch entry z
+/// sits at `off + z·zs + r·rs + k·ks`, so strides express either transpose.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand {
+    pub rows: usize,
+    pub k: usize,
+    pub rs: usize,
+    pub ks: usize,
+    pub zs: usize,
+    pub off: usize,
+    pub batch: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    rows: u32,
+    k: u32,
+    rs: u32,
+    ks: u32,
+    zs: u32,
+    off: u32,
+    panels: u32,
+    k4: u32,
+}
+
+/// Size in texels (width, height) of the texture of `batch` entries of `panels` panels over K.
+pub fn texture_size(k: usize, panels: usize, batch: usize) -> [u32; 2] {
+    [(PANEL * k.div_ceil(4)) as u32, (batch * panels) as u32]
+}
+
+/// Whether such a texture fits the adapter and its pack dispatch the grid limits.
+pub fn fits(caps: &Caps, k: usize, panels: usize, batch: usize) -> bool {
+    let [w, h] = texture_size(k, panels, batch);
+    let max = caps.max_texture_dim as usize;
+    let grid = caps.max_workgroups_per_dim as usize;
+    k > 0
+        && panels > 0
+        && (w as usize) <= max
+        && (h as usize) <= max
+        && PANEL * panels <= grid
+        && batch <= grid
+}
+
+/// The dispatch that writes operand `x` (graph input `input`) into scratch texture `texture`
+/// with `panels` panels per batch entry (at least `rows / PANEL`, rounded up to the consumer's
+/// tile; the extra rows are written as zeros). Operands aligned to 4 floats take vec4 loads:
+/// `pack_rows4` when rows are contiguous, `pack_cols4` when columns are (a transpose);
+/// everything else `pack_panels`.
+pub fn pack(x: &Operand, panels: usize, input: usize, texture: usize) -> Dispatch {
+    let u = |v: usize| v as u32;
+    let k4 = x.k.div_ceil(4);
+    let p = PackParams {
+        rows: u(x.rows),
+        k: u(x.k),
+        rs: u(x.rs),
+        ks: u(x.ks),
+        zs: u(x.zs),
+        off: u(x.off),
+        panels: u(panels),
+        k4: u(k4),
+    };
+    let aligned = [x.zs, x.off].iter().all(|v| v % 4 == 0);
+    let (entry, rows_per_y) = if aligned && x.ks == 1 && x.k % 4 == 0 && x.rs % 4 == 0 {
+        ("pack_rows4", 1)
+    } else if aligned && x.rs == 1 && x.rows % 4 == 0 && x.ks % 4 == 0 {
+        ("pack_cols4", 4)
+    } else {
+        ("pack_panels", 1)
+    };
+    Dispatch {
+        kernel: Kernel::new("texture_pack", entry),
+        params: params(&p),
+        binds: vec![Bind::read(input), Bind::texture_write(texture)],
+        grid: [groups(k4, 64), u(PANEL * panels / rows_per_y), u(x.batch)],
+    }
+}

@@ -18,6 +18,7 @@ struct Params {
     off: u32,
     // Panels per batch entry in the texture (rows rounded up to the consumer's tile).
     panels: u32,
+    // Texels of 4 k per panel row (K rounded up; the rest is zeros).
     k4: u32,
 }
 
@@ -62,7 +63,7 @@ fn pack_rows4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.y;
     let z = gid.z;
     var v = vec4<f32>(0.0);
-    if (r < p.rows) {
+    if (r < p.rows && 4u * k4 < p.k) {
         v = src4[(p.off + z * p.zs + r * p.rs) / 4u + k4];
     }
     textureStore(dst, vec2<u32>(8u * k4 + r % 8u, z * p.panels + r / 8u), v);

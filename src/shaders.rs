@@ -48,7 +48,13 @@ pub const SHADERS: &[(&str, &str)] = &[
         ),
     ),
     ("texture_pack", include_str!("../shaders/texture_pack.wgsl")),
-    ("matmul_tex", include_str!("../shaders/matmul_tex.wgsl")),
+    (
+        "matmul_tex",
+        concat!(
+            include_str!("../shaders/panel.wgsl"),
+            include_str!("../shaders/matmul_tex.wgsl")
+        ),
+    ),
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
     (

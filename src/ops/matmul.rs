@@ -294,7 +294,7 @@ impl Matmul {
         let p = PanelParams {
             m: u(t.m),
             n: u(t.n),
-            k4: u(t.a.k.div_ceil(4)),
+            k4: u(texture::k4_of(t.a.k)),
             a_panels: u(t.a_panels),
             b_panels: if t.shared { 0 } else { u(t.b_panels) },
             tiles_n: u(t.tiles_n),

@@ -15,6 +15,14 @@ use crate::device::Caps;
 
 /// Rows per panel = lanes of the subgroups that read them.
 pub const PANEL: usize = 8;
+/// Texels of 4 k are padded (with zeros) to a multiple of this, so consumers can unroll their
+/// K loop by it.
+pub const K4_STEP: usize = 2;
+
+/// Texels of 4 k per panel row for an inner dimension `k`.
+pub fn k4_of(k: usize) -> usize {
+    k.div_ceil(4).div_ceil(K4_STEP) * K4_STEP
+}
 
 /// A matrix operand in a storage buffer, read as `rows` × `k`: element (r, k) of batch entry z
 /// sits at `off + z·zs + r·rs + k·ks`, so strides express either transpose.
@@ -44,7 +52,7 @@ struct PackParams {
 
 /// Size in texels (width, height) of the texture of `batch` entries of `panels` panels over K.
 pub fn texture_size(k: usize, panels: usize, batch: usize) -> [u32; 2] {
-    [(PANEL * k.div_ceil(4)) as u32, (batch * panels) as u32]
+    [(PANEL * k4_of(k)) as u32, (batch * panels) as u32]
 }
 
 /// Whether such a texture fits the adapter and its pack dispatch the grid limits.
@@ -67,7 +75,7 @@ pub fn fits(caps: &Caps, k: usize, panels: usize, batch: usize) -> bool {
 /// everything else `pack_panels`.
 pub fn pack(x: &Operand, panels: usize, input: usize, texture: usize) -> Dispatch {
     let u = |v: usize| v as u32;
-    let k4 = x.k.div_ceil(4);
+    let k4 = k4_of(x.k);
     let p = PackParams {
         rows: u(x.rows),
         k: u(x.k),

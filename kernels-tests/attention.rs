@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use std::collections::HashMap;
+use unitok::device::Caps;
 use unitok::graph::run_op_cpu;
 use unitok::ops::attention::{Attention, AttentionKernel};
 use unitok::ops::{Dispatch, EncodeCx, Op};
@@ -27,6 +28,13 @@ impl Op for Forced {
     fn scratch(&self, inputs: &[&TensorDesc]) -> Vec<TensorDesc> {
         self.0.scratch(inputs)
     }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        if self.1 == AttentionKernel::Texture8 {
+            self.0.scratch_textures(inputs, caps)
+        } else {
+            Vec::new()
+        }
+    }
     fn encode(&self, cx: &EncodeCx) -> unitok::Result<Vec<Dispatch>> {
         self.0.encode_with(cx, self.1)
     }
@@ -39,7 +47,51 @@ fn kernels() -> Vec<AttentionKernel> {
     if caps.subgroups && caps.subgroup_min >= 8 {
         v.push(AttentionKernel::Subgroup8);
     }
+    if caps.texture_operands {
+        v.push(AttentionKernel::Texture8);
+    }
     v
+}
+
+/// Texture8 packs K and V into a texture first where the head dim is a multiple of 4, and
+/// falls back to the buffer kernel (no texture) otherwise.
+#[test]
+fn texture_kernel_is_taken_where_it_fits() {
+    let caps = gpu().caps.clone();
+    if !caps.texture_operands {
+        // GPUs: the buffer kernels above; lavapipe, the CI adapter, must take this path.
+        assert_ne!(gpu().info.device_type, wgpu::DeviceType::Cpu);
+        return;
+    }
+    for (d, packs) in [(64, true), (16, true), (6, false)] {
+        let a = op(2, d, false, false, false);
+        let x = TensorDesc::f32(&[2, 9, 3 * 2 * d]);
+        let out = a.infer(&[&x]).unwrap();
+        let scratch = a.scratch(&[&x]);
+        let inputs = [unitok::ops::Storage {
+            desc: x.clone(),
+            chunks: vec![unitok::ops::RowChunk::whole(&x)],
+        }];
+        let cx = EncodeCx {
+            inputs: &inputs,
+            outputs: &out,
+            output_chunks: &[],
+            scratch: &scratch,
+            caps: &caps,
+        };
+        let d_list = a.encode_with(&cx, AttentionKernel::Texture8).unwrap();
+        assert_eq!(d_list.len(), if packs { 2 } else { 1 }, "d = {d}");
+        assert_eq!(a.scratch_textures(&[&x], &caps).len(), packs as usize);
+        let last = d_list.last().unwrap();
+        assert_eq!(
+            last.kernel.shader,
+            if packs {
+                "attention_tex"
+            } else {
+                "attention_sg"
+            }
+        );
+    }
 }
 
 /// check_op on every kernel.

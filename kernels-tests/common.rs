@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use unitok::graph::{run_op_cpu, run_op_gpu};
 use unitok::ops::Op;
-use unitok::{Gpu, HostTensor};
+use unitok::{Gpu, HostTensor, TensorDesc};
 
 /// The device for this test process. There is no skip: without an adapter every GPU test fails
 /// with the reason (CI sets UNITOK_REQUIRE_ADAPTER=1 so the GL fallback does not count either).
@@ -15,6 +15,17 @@ pub fn gpu() -> Arc<Gpu> {
             eprintln!("test adapter: {}", g.describe());
             g
         }
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+    .clone()
+}
+
+/// A second device on the same adapter that never takes texture operands, so ops that read
+/// textures where `gpu()` allows it are also checked on their buffer kernels.
+pub fn gpu_buffers() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new_without_texture_operands() {
+        Ok(g) => g,
         Err(e) => panic!("GPU tests need an adapter: {e}"),
     })
     .clone()
@@ -121,6 +132,24 @@ pub fn check_op<O: Op + Clone>(
     let shapes: Vec<_> = inputs.iter().map(|t| t.shape.clone()).collect();
     let label = format!("{} on {:?}", op.name(), shapes);
     let want = run_op_cpu(&op, inputs).unwrap_or_else(|e| panic!("{label}: cpu: {e}"));
+    // Ops that take texture operands on this adapter are also run on the buffer kernels.
+    let descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+    let textures = !op
+        .scratch_textures(&descs.iter().collect::<Vec<_>>(), &gpu().caps)
+        .is_empty();
+    if textures {
+        let got = run_op_gpu(&gpu_buffers(), op.clone(), inputs)
+            .unwrap_or_else(|e| panic!("{label}: gpu (buffer kernels): {e}"));
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_close(
+                &format!("{label} output {k} (buffer kernels)"),
+                g,
+                w,
+                atol,
+                rtol,
+            );
+        }
+    }
     let got = run_op_gpu(&gpu(), op, inputs).unwrap_or_else(|e| panic!("{label}: gpu: {e}"));
     assert_eq!(got.len(), want.len());
     for (k, (g, w)) in got.iter().zip(&want).enumerate() {

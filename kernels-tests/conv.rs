@@ -397,3 +397,45 @@ fn timing_conv3x3_320_1024_s2() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The texture path (CPU adapters: conv_tex.wgsl, 16 output channels × 16·SGS pixels per
+/// subgroup tile, 4 input channels per texel) around its tiles: output channels 15/16/17/33,
+/// input channels 1..9 (texel tails), pixel counts around 16 and 64, strides 1/2, padding
+/// 0..2, 1×1, 3×3 and 5×3 kernels, batches of 1 and 3. The path choice is asserted, so the
+/// cases cannot silently test another kernel; check_op also runs the buffer kernels.
+#[test]
+fn texture_path_around_its_tiles() {
+    use unitok::ops::Op;
+    let caps = gpu().caps.clone();
+    if !caps.texture_operands {
+        // GPUs take the buffer kernels (tested above); lavapipe, the CI adapter, must not.
+        assert_ne!(gpu().info.device_type, wgpu::DeviceType::Cpu);
+        return;
+    }
+    let mut worst = 0.0f32;
+    let mut seed = 7000;
+    for (n, cin, h, w, cout, k, stride, padding) in [
+        (1, 4, 4, 4, 16, [3, 3], 1, 1),
+        (1, 3, 5, 8, 15, [3, 3], 1, 1),
+        (3, 5, 8, 8, 17, [3, 3], 2, 1),
+        (1, 9, 8, 16, 33, [3, 3], 1, 0),
+        (2, 8, 9, 9, 16, [3, 3], 2, 2),
+        (1, 1, 6, 6, 8, [1, 1], 1, 0),
+        (2, 6, 7, 10, 20, [5, 3], 1, 2),
+        (1, 12, 16, 16, 32, [3, 3], 1, 1),
+    ] {
+        let op = conv(stride, padding, 1);
+        let xs = unitok::TensorDesc::f32(&[n, cin, h, w]);
+        let ws = unitok::TensorDesc::f32(&[cout, cin, k[0], k[1]]);
+        assert_eq!(
+            op.scratch_textures(&[&xs, &ws], &caps).len(),
+            2,
+            "{:?} {:?}",
+            xs.shape,
+            ws.shape
+        );
+        worst = worst.max(check([n, cin, h, w], cout, k, stride, padding, 1, seed));
+        seed += 3;
+    }
+    eprintln!("conv texture path max abs err {worst:.2e}");
+}

@@ -52,12 +52,9 @@ fn check(
     let c = rand_tensor(&[n], seed + 2);
     let (atol, rtol) = tol(k);
     let ins: Vec<&HostTensor> = if bias { vec![&a, &b, &c] } else { vec![&a, &b] };
-    // The texture kernel (where the adapter takes texture operands), the subgroup kernel
-    // (where it has subgroups) and the portable kernels.
+    // The texture kernel where the adapter takes texture operands and the subgroup kernel
+    // (check_op runs both), and the portable kernels.
     check_op(op.clone(), &ins, atol, rtol);
-    if gpu().caps.texture_operands {
-        check_op(op.clone().without_textures(), &ins, atol, rtol);
-    }
     if gpu().caps.subgroups {
         check_op(op.without_subgroups(), &ins, atol, rtol);
     }

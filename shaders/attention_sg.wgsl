@@ -1,5 +1,6 @@
 // Fused multi-head attention, flash style, subgroup variant (needs subgroups of at least 8
-// invocations). Same contract, params, flags and layout as attention.wgsl, but K and V never go
+// invocations). src/shaders.rs prepends the K/V loader `kv4`: attention_kv_buffer.wgsl (module
+// attention_sg) or attention_kv_texture.wgsl (module attention_tex, texture operands). Same contract, params, flags and layout as attention.wgsl, but K and V never go
 // through workgroup memory: per key, invocation t of every group of 8 loads 4 of the key's
 // elements straight from the input (dims 4t..4t+3 of each 32-dim chunk) and subgroupBroadcast
 // hands them to every invocation. Each element is then loaded once per subgroup instead of
@@ -111,16 +112,16 @@ fn qk32(qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
     return a;
 }
 
-// Base-2 logits of the key whose head row starts at kb for the 4 rows; t4 = 4·(lane mod 8).
-// The key is loaded once for all rows.
-fn score4(kb: u32, t4: u32) -> vec4<f32> {
-    let k0 = load4(kb, t4);
+// Base-2 logits of key `key` of batch entry b (its head row starts at column col) for the 4
+// rows; t4 = 4·(lane mod 8). The key is loaded once for all rows.
+fn score4(b: u32, key: u32, col: u32, t4: u32) -> vec4<f32> {
+    let k0 = kv4(b, key, col, t4);
     var a0 = qk32(q0[0], q0[1], k0);
     var a1 = qk32(q1[0], q1[1], k0);
     var a2 = qk32(q2[0], q2[1], k0);
     var a3 = qk32(q3[0], q3[1], k0);
     if (DV > 8u) {
-        let k1 = load4(kb, 32u + t4);
+        let k1 = kv4(b, key, col, 32u + t4);
         a0 += qk32(q0[2], q0[3], k1);
         a1 += qk32(q1[2], q1[3], k1);
         a2 += qk32(q2[2], q2[3], k1);
@@ -159,13 +160,14 @@ struct Pair4 {
     r3: Pair,
 }
 
-// Σ_j w_j · v_j over the 4 keys of the group (head rows v0..v3) for the chunk at column `off`,
-// with the weights of each row (w0..w3); the values are loaded once for all rows.
-fn pv_chunk4(off: u32, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, v0: u32, v1: u32, v2: u32, v3: u32) -> Pair4 {
-    let a = load4(v0, off);
-    let b = load4(v1, off);
-    let c = load4(v2, off);
-    let d = load4(v3, off);
+// Σ_j w_j · v_j over the 4 keys j0..j3 of the group (batch entry z, head rows at column col)
+// for the chunk at `off`, with the weights of each row (w0..w3); the values are loaded once
+// for all rows.
+fn pv_chunk4(z: u32, col: u32, off: u32, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) -> Pair4 {
+    let a = kv4(z, j0, col, off);
+    let b = kv4(z, j1, col, off);
+    let c = kv4(z, j2, col, off);
+    let d = kv4(z, j3, col, off);
     return Pair4(pv4(w0, a, b, c, d), pv4(w1, a, b, c, d), pv4(w2, a, b, c, d), pv4(w3, a, b, c, d));
 }
 
@@ -244,22 +246,21 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         o3[0] = zero; o3[1] = zero; o3[2] = zero; o3[3] = zero;
         var m3 = NEG;
         var l3 = 0.0;
-        let hk = in_b + p.k_col + h * p.in_head;
-        let hv = in_b + p.v_col + h * p.in_head;
+        let hk = p.k_col + h * p.in_head;
+        let hv = p.v_col + h * p.in_head;
         // Groups of 4 keys: scores, one online-softmax update per row, o = o·alpha + p·v. The
         // body is straight-line code (keys past the end are clamped to the last row and
         // masked) and short: longer unrolled groups made driver compile times explode.
-        let r = p.in_row;
         let e = L - 1u;
         for (var k = 0u; k < kend; k += 4u) {
-            let k0 = min(k, e) * r;
-            let k1 = min(k + 1u, e) * r;
-            let k2 = min(k + 2u, e) * r;
-            let k3 = min(k + 3u, e) * r;
-            let s0 = score4(hk + k0, t4);
-            let s1 = score4(hk + k1, t4);
-            let s2 = score4(hk + k2, t4);
-            let s3 = score4(hk + k3, t4);
+            let k0 = min(k, e);
+            let k1 = min(k + 1u, e);
+            let k2 = min(k + 2u, e);
+            let k3 = min(k + 3u, e);
+            let s0 = score4(b, k0, hk, t4);
+            let s1 = score4(b, k1, hk, t4);
+            let s2 = score4(b, k2, hk, t4);
+            let s3 = score4(b, k3, hk, t4);
             // Key 0 is valid for every row and the first group holds it, so m is a real
             // logit from then on and masked keys get exp2(NEG − m) = 0.
             let sr0 = mask4(vec4<f32>(s0.x, s1.x, s2.x, s3.x), k, qi0);
@@ -286,7 +287,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let w3 = exp2(sr3 - mn3);
             l3 = l3 * al3 + dot(w3, vec4<f32>(1.0));
             m3 = mn3;
-            let c0 = pv_chunk4(t4, w0, w1, w2, w3, hv + k0, hv + k1, hv + k2, hv + k3);
+            let c0 = pv_chunk4(b, hv, t4, w0, w1, w2, w3, k0, k1, k2, k3);
             o0[0] = o0[0] * al0 + c0.r0.lo;
             o1[0] = o1[0] * al1 + c0.r1.lo;
             o2[0] = o2[0] * al2 + c0.r2.lo;
@@ -298,7 +299,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 o3[1] = o3[1] * al3 + c0.r3.hi;
             }
             if (DV > 8u) {
-                let c1 = pv_chunk4(32u + t4, w0, w1, w2, w3, hv + k0, hv + k1, hv + k2, hv + k3);
+                let c1 = pv_chunk4(b, hv, 32u + t4, w0, w1, w2, w3, k0, k1, k2, k3);
                 o0[2] = o0[2] * al0 + c1.r0.lo;
                 o0[3] = o0[3] * al0 + c1.r0.hi;
                 o1[2] = o1[2] * al1 + c1.r1.lo;

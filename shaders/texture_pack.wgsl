@@ -97,3 +97,20 @@ fn pack_cols4(@builtin(global_invocation_id) gid: vec3<u32>) {
         textureStore(dst, vec2<u32>(8u * k4 + (r + i) % 8u, y), t[i]);
     }
 }
+
+// Row layout instead of panels, for kernels whose lanes read along a row (attention's keys):
+// texel (k4, r) = X[r, 4·k4 .. 4·k4 + 3] for a row-major operand aligned to 4 floats (ks = 1,
+// batch folded into the rows). y = row.
+@compute @workgroup_size(64)
+fn pack_rows_natural(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k4 = gid.x;
+    if (k4 >= p.k4) {
+        return;
+    }
+    let r = gid.y;
+    var v = vec4<f32>(0.0);
+    if (r < p.rows && 4u * k4 < p.k) {
+        v = src4[(p.off + r * p.rs) / 4u + k4];
+    }
+    textureStore(dst, vec2<u32>(k4, r), v);
+}

@@ -287,6 +287,17 @@ impl Gpu {
         Self::new_with(unchecked_shaders_from_env())
     }
 
+    /// `new`, with the buffer kernels even where texture operands would be taken: tests and
+    /// A/B comparisons run both paths on one adapter.
+    pub fn new_without_texture_operands() -> Result<Arc<Gpu>> {
+        let mut gpu = Self::new()?;
+        Arc::get_mut(&mut gpu)
+            .ok_or_else(|| Error::Gpu("a new device is shared".into()))?
+            .caps
+            .texture_operands = false;
+        Ok(gpu)
+    }
+
     /// `new`, with the storage-binding size the executor plans with lowered to `bytes`
     /// (clamped to the adapter's limit, rounded down to a multiple of 4, at least 256), so
     /// tensors over it are stored and processed as row chunks. For tests of chunking.

@@ -38,6 +38,13 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/conv2d_backward_sg.wgsl")
         ),
     ),
+    (
+        "conv_tex",
+        concat!(
+            include_str!("../shaders/panel.wgsl"),
+            include_str!("../shaders/conv_tex.wgsl")
+        ),
+    ),
     ("pool", include_str!("../shaders/pool.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     (
@@ -56,7 +63,20 @@ pub const SHADERS: &[(&str, &str)] = &[
         ),
     ),
     ("attention", include_str!("../shaders/attention.wgsl")),
-    ("attention_sg", include_str!("../shaders/attention_sg.wgsl")),
+    (
+        "attention_sg",
+        concat!(
+            include_str!("../shaders/attention_kv_buffer.wgsl"),
+            include_str!("../shaders/attention_sg.wgsl")
+        ),
+    ),
+    (
+        "attention_tex",
+        concat!(
+            include_str!("../shaders/attention_kv_texture.wgsl"),
+            include_str!("../shaders/attention_sg.wgsl")
+        ),
+    ),
     (
         "attention_backward",
         include_str!("../shaders/attention_backward.wgsl"),

@@ -8,7 +8,9 @@
 //! `save_lse` a second output [B, H, L] holds the natural log-sum-exp of every query row's
 //! scaled logits, which a backward pass uses to recompute the probabilities.
 
+use super::texture::{self, Operand};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -215,6 +217,15 @@ impl Op for Attention {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         self.encode_with(cx, AttentionKernel::for_caps(cx.caps))
     }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        if AttentionKernel::for_caps(caps) != AttentionKernel::Texture8 {
+            return Vec::new();
+        }
+        match inputs.first().and_then(|x| self.kv_operand(x, caps)) {
+            Some(kv) => vec![texture::rows_texture_size(kv.k, kv.rows)],
+            None => Vec::new(),
+        }
+    }
     /// Flash-style backward: one `AttentionBackward` node recomputes the probabilities from
     /// qkv and the log-sum-exp. A forward that saved lse hands it over; otherwise the rule
     /// records one more forward of the same qkv with `save_lse` (a recompute: a training graph
@@ -267,12 +278,19 @@ pub enum AttentionKernel {
     /// for CPU SIMD drivers (lavapipe/llvmpipe), where every load inside a loop is a scalar loop
     /// over the invocations and barriers are coroutine switches.
     Subgroup8,
+    /// `attention_sg.wgsl` with K and V read from an rgba32float texture (`ops::texture`, row
+    /// layout) that one pack dispatch fills first: the choice where `caps.texture_operands`
+    /// (CPU adapters), whose buffer loads cost ~30× a texture load.
+    Texture8,
 }
 
 impl AttentionKernel {
-    /// Subgroup8 where every subgroup is 8 wide (CPU drivers), else Portable.
+    /// Texture8 with texture operands, Subgroup8 where every subgroup is 8 wide (CPU drivers),
+    /// else Portable. (Texture8 falls back to Subgroup8 for layouts it cannot pack.)
     pub fn for_caps(caps: &crate::device::Caps) -> Self {
-        if caps.subgroups && caps.subgroup_min == 8 && caps.subgroup_max == 8 {
+        if caps.texture_operands {
+            AttentionKernel::Texture8
+        } else if caps.subgroups && caps.subgroup_min == 8 && caps.subgroup_max == 8 {
             AttentionKernel::Subgroup8
         } else {
             AttentionKernel::Portable
@@ -281,10 +299,36 @@ impl AttentionKernel {
 }
 
 impl Attention {
+    /// The K and V columns of every token row of qkv as one row-layout texture operand, when
+    /// it fits (see `texture::rows_fit`).
+    fn kv_operand(&self, qkv: &TensorDesc, caps: &Caps) -> Option<Operand> {
+        let (b, l, d) = dims(self, qkv).ok()?;
+        let hd = self.heads * d;
+        let kv = Operand {
+            rows: b * l,
+            k: 2 * hd,
+            rs: 3 * hd,
+            ks: 1,
+            zs: 0,
+            off: hd,
+            batch: 1,
+        };
+        (caps.texture_operands && d % 4 == 0 && texture::rows_fit(caps, &kv)).then_some(kv)
+    }
+
     /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;
     /// tests use this to run both on one adapter).
     pub fn encode_with(&self, cx: &EncodeCx, kind: AttentionKernel) -> Result<Vec<Dispatch>> {
-        if kind == AttentionKernel::Subgroup8 && !(cx.caps.subgroups && cx.caps.subgroup_min >= 8) {
+        // Texture8 needs its texture (scratch_textures asked for it exactly when this fits).
+        let kv = match kind {
+            AttentionKernel::Texture8 => self.kv_operand(cx.input(0), cx.caps),
+            _ => None,
+        };
+        let kind = match (kind, kv) {
+            (AttentionKernel::Texture8, None) => AttentionKernel::Subgroup8,
+            (k, _) => k,
+        };
+        if kind != AttentionKernel::Portable && !(cx.caps.subgroups && cx.caps.subgroup_min >= 8) {
             return Err(Error::Invalid(format!(
                 "{}: the subgroup kernel needs subgroups of at least 8 invocations",
                 self.name()
@@ -318,6 +362,7 @@ impl Attention {
         // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
         let kernel = match kind {
             AttentionKernel::Subgroup8 => Kernel::new("attention_sg", "attention"),
+            AttentionKernel::Texture8 => Kernel::new("attention_tex", "attention"),
             AttentionKernel::Portable => {
                 Kernel::new("attention", "attention").with("BK", bk as f64)
             }
@@ -325,7 +370,7 @@ impl Attention {
         // The subgroup kernel owns 4 query rows per invocation with BQ_SG invocations per
         // workgroup: 4 · BQ_SG = 128 rows per workgroup.
         let (bq, rows) = match kind {
-            AttentionKernel::Subgroup8 => (BQ_SG, 4 * BQ_SG),
+            AttentionKernel::Subgroup8 | AttentionKernel::Texture8 => (BQ_SG, 4 * BQ_SG),
             AttentionKernel::Portable => (BQ, BQ),
         };
         let kernel = kernel.with("BQ", bq as f64).with("DV", dv as f64);
@@ -334,16 +379,23 @@ impl Attention {
         } else {
             Bind::scratch(0)
         };
-        Ok(vec![Dispatch {
+        let mut binds = vec![Bind::read(0), Bind::write(0), lse];
+        let mut out = Vec::new();
+        if let Some(kv) = kv.filter(|_| kind == AttentionKernel::Texture8) {
+            out.push(texture::pack_rows(&kv, 0, 0));
+            binds.push(Bind::texture_read(0));
+        }
+        out.push(Dispatch {
             kernel,
             params: params(&p),
-            binds: vec![Bind::read(0), Bind::write(0), lse],
+            binds,
             grid: [
                 groups(l, rows),
                 if self.head_average { 1 } else { h as u32 },
                 b as u32,
             ],
-        }])
+        });
+        Ok(out)
     }
 }
 

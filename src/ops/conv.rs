@@ -27,7 +27,8 @@
 //! work — and output) are in the uniform block, so the data and weight gradients can reuse the
 //! same gathers with other views.
 
-use super::{params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -66,6 +67,73 @@ pub struct ConvParams {
     pub tiles: u32,
     pub cb: u32,
     pub _p: [u32; 3],
+}
+
+/// Mirrors `Params` in shaders/conv_tex.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default, Debug)]
+struct ConvTexParams {
+    cin: u32,
+    h: u32,
+    w: u32,
+    pad: u32,
+    stride: u32,
+    kh: u32,
+    kw: u32,
+    c4: u32,
+    ho: u32,
+    wo: u32,
+    cout: u32,
+    hp: u32,
+    wp: u32,
+    z0: u32,
+    nb: u32,
+    _p0: u32,
+    xs_n: u32,
+    xs_c: u32,
+    xs_h: u32,
+    x_off: u32,
+    ws_co: i32,
+    ws_ci: i32,
+    ws_ky: i32,
+    ws_kx: i32,
+    w_off: i32,
+    ys_n: u32,
+    ys_c: u32,
+    y_off: u32,
+    tiles_n: u32,
+    tiles: u32,
+    has_bias: u32,
+    _p: u32,
+}
+
+/// Output channels (and pixels) one subgroup of `conv_panel` computes: two panels.
+const TEX_TILE: usize = 16;
+
+/// The texture path of one convolution (shaders/conv_tex.wgsl): texture 0 holds the weights in
+/// panels of 8 output channels (one row per panel and tap), texture 1 the zero-padded input
+/// of `nb` batch entries with 4 channels per texel.
+#[derive(Clone, Copy, Debug)]
+struct ConvTex {
+    c4: usize,
+    hp: usize,
+    wp: usize,
+    sgs: usize,
+    tiles_n: usize,
+    tiles: usize,
+    w_panels: usize,
+    taps: usize,
+    nb: usize,
+}
+
+impl ConvTex {
+    /// (width, height) of the weight texture and of the input texture.
+    fn textures(&self) -> Vec<[u32; 2]> {
+        vec![
+            [(8 * self.c4) as u32, (self.w_panels * self.taps) as u32],
+            [self.wp as u32, (self.nb * self.hp * self.c4) as u32],
+        ]
+    }
 }
 
 /// Invocations per workgroup in conv2d.wgsl and conv2d_sg.wgsl (`WGX`).
@@ -196,6 +264,158 @@ impl Conv2d {
             binds: vec![Bind::read(0), Bind::read(1), bias_bind, Bind::write(0)],
             grid: [tiles as u32, 1, 1],
         })
+    }
+
+    /// Weight strides [co, ci, ky, kx, offset] of a dense [Cout, Cin/groups, kh, kw] weight.
+    fn dense_wstrides(&self, g: &Geom) -> [i32; 5] {
+        let k = (g.cin / self.groups * g.kh * g.kw) as i32;
+        [k, (g.kh * g.kw) as i32, g.kw as i32, 1, 0]
+    }
+
+    /// The dispatches of a convolution with dense NCHW input and output and weights addressed
+    /// through `wstrides`: the texture path where it applies, else one buffer-kernel dispatch.
+    fn dense_dispatches(&self, caps: &Caps, g: &Geom, wstrides: [i32; 5]) -> Result<Vec<Dispatch>> {
+        match self.tex_plan(caps, g) {
+            Some(t) => Ok(self.encode_tex(g, &t, wstrides)),
+            None => Ok(vec![self.forward_dispatch(caps, g, wstrides)?]),
+        }
+    }
+
+    /// The texture path (shaders/conv_tex.wgsl) for geometry `g`, when texture operands are on
+    /// and everything fits: groups = 1, whole vec4s of output pixels, textures within the
+    /// adapter's size, grids within its per-dimension cap.
+    fn tex_plan(&self, caps: &Caps, g: &Geom) -> Option<ConvTex> {
+        if !caps.texture_operands || self.groups != 1 {
+            return None;
+        }
+        let npix = g.ho * g.wo;
+        if npix % 4 != 0 {
+            return None;
+        }
+        let sizes = [
+            g.n * g.cin * g.h * g.w,
+            g.n * g.cout * npix,
+            g.cout * g.cin * g.kh * g.kw,
+        ];
+        if sizes.iter().any(|&v| v >= i32::MAX as usize) {
+            return None;
+        }
+        let c4 = g.cin.div_ceil(4);
+        let taps = g.kh * g.kw;
+        let (hp, wp) = (g.h + 2 * self.padding, g.w + 2 * self.padding);
+        let sgs = npix.div_ceil(TEX_TILE).next_power_of_two().min(8);
+        let tiles_n = npix.div_ceil(TEX_TILE * sgs);
+        let tiles_m = g.cout.div_ceil(TEX_TILE);
+        let w_panels = 2 * tiles_m;
+        let (max, grid) = (
+            caps.max_texture_dim as usize,
+            caps.max_workgroups_per_dim as usize,
+        );
+        // Batch entries per image texture: as many as its height allows.
+        let nb = (max / (hp * c4)).min(grid / hp).min(g.n);
+        let fits = nb >= 1
+            && 8 * c4 <= max
+            && wp <= max
+            && w_panels * taps <= max
+            && 8 * w_panels <= grid
+            && c4 <= grid
+            && taps <= grid;
+        fits.then_some(ConvTex {
+            c4,
+            hp,
+            wp,
+            sgs,
+            tiles_n,
+            tiles: tiles_n * tiles_m,
+            w_panels,
+            taps,
+            nb,
+        })
+    }
+
+    fn encode_tex(&self, g: &Geom, t: &ConvTex, wstrides: [i32; 5]) -> Vec<Dispatch> {
+        let u = |v: usize| v as u32;
+        let base = ConvTexParams {
+            cin: u(g.cin),
+            h: u(g.h),
+            w: u(g.w),
+            pad: u(self.padding),
+            stride: u(self.stride),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            c4: u(t.c4),
+            ho: u(g.ho),
+            wo: u(g.wo),
+            cout: u(g.cout),
+            hp: u(t.hp),
+            wp: u(t.wp),
+            z0: 0,
+            nb: 0,
+            xs_n: u(g.cin * g.h * g.w),
+            xs_c: u(g.h * g.w),
+            xs_h: u(g.w),
+            ws_co: wstrides[0],
+            ws_ci: wstrides[1],
+            ws_ky: wstrides[2],
+            ws_kx: wstrides[3],
+            w_off: wstrides[4],
+            ys_n: u(g.cout * g.ho * g.wo),
+            ys_c: u(g.ho * g.wo),
+            tiles_n: u(t.tiles_n),
+            tiles: u(t.tiles),
+            has_bias: g.has_bias as u32,
+            ..Default::default()
+        };
+        // Dense 3 × 3 weights with whole vec4s of input channels: vec4 loads.
+        let dense3 = g.kh == 3 && g.kw == 3 && g.cin % 4 == 0 && wstrides == self.dense_wstrides(g);
+        let mut out = vec![Dispatch {
+            kernel: Kernel::new(
+                "conv_tex",
+                if dense3 {
+                    "pack_conv_weight3"
+                } else {
+                    "pack_conv_weight"
+                },
+            ),
+            params: params(&base),
+            binds: vec![Bind::read(1), Bind::texture_write(0)],
+            grid: [
+                groups(t.c4, 64),
+                u(8 * t.w_panels),
+                if dense3 { 1 } else { u(g.kh * g.kw) },
+            ],
+        }];
+        let bias = if g.has_bias {
+            Bind::read(2)
+        } else {
+            Bind::read(1)
+        };
+        for z0 in (0..g.n).step_by(t.nb) {
+            let nb = t.nb.min(g.n - z0);
+            let p = ConvTexParams {
+                z0: u(z0),
+                nb: u(nb),
+                ..base
+            };
+            out.push(Dispatch {
+                kernel: Kernel::new("conv_tex", "pack_image"),
+                params: params(&p),
+                binds: vec![Bind::read(0), Bind::texture_write(1)],
+                grid: [groups(t.wp, 64), u(nb * t.hp), u(t.c4)],
+            });
+            out.push(Dispatch {
+                kernel: Kernel::new("conv_tex", "conv_panel").with("SGS", t.sgs as f64),
+                params: params(&p),
+                binds: vec![
+                    Bind::texture_read(0),
+                    Bind::texture_read(1),
+                    Bind::write(0),
+                    bias,
+                ],
+                grid: [u(t.tiles), 1, u(nb)],
+            });
+        }
+        out
     }
 
     fn geom(&self, shapes: &[&[usize]]) -> Result<Geom> {
@@ -348,9 +568,15 @@ impl Op for Conv2d {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
         let g = self.geom(&shapes)?;
-        let k = (g.cin / self.groups * g.kh * g.kw) as i32;
-        let dense = [k, (g.kh * g.kw) as i32, g.kw as i32, 1, 0];
-        Ok(vec![self.forward_dispatch(cx.caps, &g, dense)?])
+        self.dense_dispatches(cx.caps, &g, self.dense_wstrides(&g))
+    }
+
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
+        match self.geom(&shapes) {
+            Ok(g) => self.tex_plan(caps, &g).map_or(Vec::new(), |t| t.textures()),
+            Err(_) => Vec::new(),
+        }
     }
 }
 
@@ -470,6 +696,47 @@ impl Conv2dBackwardData {
     }
 }
 
+impl Conv2dBackwardData {
+    /// A stride-1, square-kernel, ungrouped data gradient is a forward convolution: dx =
+    /// conv(dy, w transposed and flipped), padding k − 1 − p, with w addressed through signed
+    /// strides instead of a rearranged copy. The forward op, its geometry and weight strides.
+    fn as_forward(&self, g: &Geom) -> Option<(Conv2d, Geom, [i32; 5])> {
+        if !(self.conv.stride == 1
+            && self.conv.groups == 1
+            && self.conv.padding < g.kh.min(g.kw)
+            && g.kh == g.kw)
+        {
+            return None;
+        }
+        let fwd = Conv2d {
+            stride: 1,
+            padding: g.kh - 1 - self.conv.padding,
+            groups: 1,
+        };
+        let tg = Geom {
+            n: g.n,
+            cin: g.cout,
+            h: g.ho,
+            w: g.wo,
+            cout: g.cin,
+            kh: g.kh,
+            kw: g.kw,
+            ho: g.h,
+            wo: g.w,
+            has_bias: false,
+        };
+        let (kh, kw) = (g.kh as i32, g.kw as i32);
+        let wstrides = [
+            kh * kw,
+            g.cin as i32 * kh * kw,
+            -kw,
+            -1,
+            (kh - 1) * kw + kw - 1,
+        ];
+        Some((fwd, tg, wstrides))
+    }
+}
+
 impl Op for Conv2dBackwardData {
     fn name(&self) -> String {
         format!(
@@ -527,40 +794,22 @@ impl Op for Conv2dBackwardData {
             dx.into_iter().map(|v| v as f32).collect(),
         )?])
     }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
+        let Ok(g) = self.geom(&shapes) else {
+            return Vec::new();
+        };
+        match self.as_forward(&g) {
+            Some((fwd, tg, _)) => fwd.tex_plan(caps, &tg).map_or(Vec::new(), |t| t.textures()),
+            None => Vec::new(),
+        }
+    }
+
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
         let g = self.geom(&shapes)?;
-        if self.conv.stride == 1 && self.conv.groups == 1 && self.conv.padding < g.kh.min(g.kw) {
-            // dx = conv(dy, w transposed and flipped), stride 1, padding k − 1 − p: the forward
-            // kernels, with w addressed through signed strides instead of a rearranged copy.
-            let fwd = Conv2d {
-                stride: 1,
-                padding: g.kh - 1 - self.conv.padding,
-                groups: 1,
-            };
-            if g.kh == g.kw {
-                let tg = Geom {
-                    n: g.n,
-                    cin: g.cout,
-                    h: g.ho,
-                    w: g.wo,
-                    cout: g.cin,
-                    kh: g.kh,
-                    kw: g.kw,
-                    ho: g.h,
-                    wo: g.w,
-                    has_bias: false,
-                };
-                let (kh, kw) = (g.kh as i32, g.kw as i32);
-                let wstrides = [
-                    kh * kw,
-                    g.cin as i32 * kh * kw,
-                    -kw,
-                    -1,
-                    (kh - 1) * kw + kw - 1,
-                ];
-                return Ok(vec![fwd.forward_dispatch(cx.caps, &tg, wstrides)?]);
-            }
+        if let Some((fwd, tg, wstrides)) = self.as_forward(&g) {
+            return fwd.dense_dispatches(cx.caps, &tg, wstrides);
         }
         let cin_g = g.cin / self.conv.groups;
         let tm = [1usize, 2, 4, 8]

@@ -9,6 +9,9 @@
 //! (PANEL·k4 + l, panel p) holds rows PANEL·p + l, columns 4·k4 .. 4·k4 + 3. Batch entries are
 //! stacked: entry z's panels start at texture row z·panels. Rows and K past the operand are
 //! zero, so the kernels never bounds-check K.
+//!
+//! Row layout (`pack_rows`): texel (k4, r) holds row r, columns 4·k4 .. 4·k4 + 3, for kernels
+//! whose lanes read along one row (attention's keys and values).
 
 use super::{groups, params, Bind, Dispatch, Kernel};
 use crate::device::Caps;
@@ -99,5 +102,47 @@ pub fn pack(x: &Operand, panels: usize, input: usize, texture: usize) -> Dispatc
         params: params(&p),
         binds: vec![Bind::read(input), Bind::texture_write(texture)],
         grid: [groups(k4, 64), u(PANEL * panels / rows_per_y), u(x.batch)],
+    }
+}
+
+/// Size in texels of the row-layout texture of a `rows` × `k` operand.
+pub fn rows_texture_size(k: usize, rows: usize) -> [u32; 2] {
+    [k.div_ceil(4) as u32, rows as u32]
+}
+
+/// Whether a row-layout texture fits the adapter, and `x` is a row-major operand aligned to 4
+/// floats as `pack_rows` needs.
+pub fn rows_fit(caps: &Caps, x: &Operand) -> bool {
+    let [w, h] = rows_texture_size(x.k, x.rows);
+    x.k > 0
+        && x.rows > 0
+        && x.batch == 1
+        && x.ks == 1
+        && [x.k, x.rs, x.off].iter().all(|v| v % 4 == 0)
+        && w <= caps.max_texture_dim
+        && h <= caps.max_texture_dim
+        && h <= caps.max_workgroups_per_dim
+}
+
+/// The dispatch that writes operand `x` (graph input `input`, see `rows_fit`) into scratch
+/// texture `texture` in the row layout.
+pub fn pack_rows(x: &Operand, input: usize, texture: usize) -> Dispatch {
+    let u = |v: usize| v as u32;
+    let k4 = x.k.div_ceil(4);
+    let p = PackParams {
+        rows: u(x.rows),
+        k: u(x.k),
+        rs: u(x.rs),
+        ks: 1,
+        zs: 0,
+        off: u(x.off),
+        panels: 0,
+        k4: u(k4),
+    };
+    Dispatch {
+        kernel: Kernel::new("texture_pack", "pack_rows_natural"),
+        params: params(&p),
+        binds: vec![Bind::read(input), Bind::texture_write(texture)],
+        grid: [groups(k4, 64), u(x.rows), 1],
     }
 }

@@ -1,0 +1,5 @@
+// K/V loader of attention_sg.wgsl, straight from the qkv buffer: dims d .. d + 3 of the head
+// row at column `col` of token `key` in batch entry b (zero past D).
+fn kv4(b: u32, key: u32, col: u32, d: u32) -> vec4<f32> {
+    return load4(b * p.in_batch + key * p.in_row + col, d);
+}

@@ -1,0 +1,206 @@
+// Dense 2-D convolution (groups = 1, any kernel size, stride and padding) on texture operands,
+// for CPU adapters (lavapipe); see matmul_tex.wgsl for why textures.
+//
+// An implicit GEMM with K ordered (ky, kx, ci): out[co, pixel] = Σ_k W'[co, k] · X'[k, pixel].
+// - pack_conv_weight writes W' in panels of 8 output channels, one texture row per panel and
+//   kernel tap t = ky·kw + kx: texel (8·ci4 + l, p·kh·kw + t) holds W[8p + l, 4·ci4 .. +3, ky,
+//   kx] (channels padded to c4·4 with zeros, rows past Cout zero), so the texture is only
+//   8·c4 wide. Weight strides are signed, so the stride-1 data gradient reads the weights
+//   transposed and flipped through this same pack.
+// - pack_image writes the zero-padded input with 4 channels per texel: texel (x, y) with
+//   y = (b·hp + iy)·c4 + ci4 holds X[b, 4·ci4 .. 4·ci4 + 3, iy − pad, x − pad] (zero outside
+//   the image), for the `nb` batch entries of one texture (hp, wp: padded height, width).
+// - conv_panel: panel.wgsl's 16 × 16 tile with rows = output channels and columns = output
+//   pixels: lane j of the subgroup loads the input texel of pixel 8q + j at (ky, kx, ci4) —
+//   neighbouring pixels are neighbouring texels — and broadcasts it. The padding lives in the
+//   texture, so the K loop has no bounds checks.
+
+override SGS: u32 = 8u;
+
+struct Params {
+    cin: u32,
+    h: u32,
+    w: u32,
+    pad: u32,
+    stride: u32,
+    kh: u32,
+    kw: u32,
+    // Texels of 4 channels per input pixel.
+    c4: u32,
+    ho: u32,
+    wo: u32,
+    cout: u32,
+    hp: u32,
+    wp: u32,
+    // First batch entry of this texture and how many it holds.
+    z0: u32,
+    nb: u32,
+    _p0: u32,
+    xs_n: u32,
+    xs_c: u32,
+    xs_h: u32,
+    x_off: u32,
+    ws_co: i32,
+    ws_ci: i32,
+    ws_ky: i32,
+    ws_kx: i32,
+    w_off: i32,
+    ys_n: u32,
+    ys_c: u32,
+    y_off: u32,
+    tiles_n: u32,
+    tiles: u32,
+    has_bias: u32,
+    _p: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// The packs: 1 = source buffer, 2 = destination texture.
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// The same binding as vec4s, for pack_conv_weight3.
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
+
+// conv_panel: 1 = weight panels, 2 = input texture, 3 = output, 4 = bias.
+@group(0) @binding(1) var tw: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var tx: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// x = ci4, y = output channel (every row of the padded panels), z = kernel tap t.
+@compute @workgroup_size(64)
+fn pack_conv_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ci4 = gid.x;
+    if (ci4 >= p.c4) {
+        return;
+    }
+    let co = gid.y;
+    let t = gid.z;
+    let ky = i32(t / p.kw);
+    let kx = i32(t % p.kw);
+    var v = vec4<f32>(0.0);
+    if (co < p.cout) {
+        let base = p.w_off + i32(co) * p.ws_co + ky * p.ws_ky + kx * p.ws_kx;
+        for (var e = 0u; e < 4u; e += 1u) {
+            let ci = 4u * ci4 + e;
+            if (ci < p.cin) {
+                v[e] = src[u32(base + i32(ci) * p.ws_ci)];
+            }
+        }
+    }
+    textureStore(dst, vec2<u32>(8u * ci4 + co % 8u, (co / 8u) * p.kh * p.kw + t), v);
+}
+
+// pack_conv_weight for dense 3 × 3 weights [Cout, Cin, 3, 3] with Cin a multiple of 4: the 36
+// values of W[co, 4·ci4 .. 4·ci4 + 3] are contiguous, so they take 9 vec4 loads instead of 36
+// scalar ones (on lavapipe each load instruction is a loop over the lanes). x = ci4, y = co.
+@compute @workgroup_size(64)
+fn pack_conv_weight3(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ci4 = gid.x;
+    if (ci4 >= p.c4) {
+        return;
+    }
+    let co = gid.y;
+    var run: array<vec4<f32>, 9>;
+    if (co < p.cout) {
+        let base = (u32(p.w_off) + co * u32(p.ws_co)) / 4u + 9u * ci4;
+        for (var i = 0u; i < 9u; i += 1u) {
+            run[i] = src4[base + i];
+        }
+    }
+    for (var t = 0u; t < 9u; t += 1u) {
+        var v = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e += 1u) {
+            let f = 9u * e + t;
+            v[e] = run[f / 4u][f % 4u];
+        }
+        textureStore(dst, vec2<u32>(8u * ci4 + co % 8u, (co / 8u) * 9u + t), v);
+    }
+}
+
+// x over the padded width, y = padded row of the texture's batch entries (b·hp + iy), z = ci4.
+@compute @workgroup_size(64)
+fn pack_image(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let x = gid.x;
+    if (x >= p.wp) {
+        return;
+    }
+    let row = gid.y;
+    let ci4 = gid.z;
+    let b = row / p.hp;
+    let iy = i32(row % p.hp) - i32(p.pad);
+    let ix = i32(x) - i32(p.pad);
+    var v = vec4<f32>(0.0);
+    if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
+        let base = p.x_off + (p.z0 + b) * p.xs_n + u32(iy) * p.xs_h + u32(ix);
+        for (var e = 0u; e < 4u; e += 1u) {
+            let ci = 4u * ci4 + e;
+            if (ci < p.cin) {
+                v[e] = src[base + ci * p.xs_c];
+            }
+        }
+    }
+    textureStore(dst, vec2<u32>(x, row * p.c4 + ci4), v);
+}
+
+// Output pixels n .. n + 3 (n a multiple of 4) of channels co (lo) and co + 8 (hi).
+fn store_pixels(b: u32, co: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (n >= p.ho * p.wo) {
+        return;
+    }
+    let base = p.y_off + (p.z0 + b) * p.ys_n + n;
+    if (co < p.cout) {
+        var bv = 0.0;
+        if (p.has_bias != 0u) {
+            bv = bias[co];
+        }
+        y4[(base + co * p.ys_c) / 4u] = lo + bv;
+    }
+    if (co + 8u < p.cout) {
+        var bv = 0.0;
+        if (p.has_bias != 0u) {
+            bv = bias[co + 8u];
+        }
+        y4[(base + (co + 8u) * p.ys_c) / 4u] = hi + bv;
+    }
+}
+
+@compute @workgroup_size(8 * SGS)
+fn conv_panel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) sg: u32) {
+    let tile = linear_workgroup(wg, nwg);
+    if (tile >= p.tiles) {
+        return;
+    }
+    let b = wg.z;
+    // Row panels p0, p0 + 1 (output channels); column panels q0, q0 + 1 (output pixels).
+    let p0 = 2u * (tile / p.tiles_n);
+    let q0 = 2u * (SGS * (tile % p.tiles_n) + sg);
+    let last = p.ho * p.wo - 1u;
+    // This lane's pixel in each column panel (the last pixel past the end: never stored).
+    let n0 = min(8u * q0 + lane, last);
+    let n1 = min(8u * (q0 + 1u) + lane, last);
+    let oy0 = n0 / p.wo;
+    let ox0 = n0 % p.wo;
+    let oy1 = n1 / p.wo;
+    let ox1 = n1 % p.wo;
+    let taps = p.kh * p.kw;
+    var acc: Panel;
+    for (var t = 0u; t < taps; t += 1u) {
+        let ky = t / p.kw;
+        let kx = t % p.kw;
+        let x0 = ox0 * p.stride + kx;
+        let x1 = ox1 * p.stride + kx;
+        let y0 = (b * p.hp + oy0 * p.stride + ky) * p.c4;
+        let y1 = (b * p.hp + oy1 * p.stride + ky) * p.c4;
+        let ya = p0 * taps + t;
+        for (var ci4 = 0u; ci4 < p.c4; ci4 += 1u) {
+            let xk = 8u * ci4 + lane;
+            panel_step(&acc, textureLoad(tw, vec2<u32>(xk, ya)), textureLoad(tw, vec2<u32>(xk, ya + taps)), textureLoad(tx, vec2<u32>(x0, y0 + ci4)), textureLoad(tx, vec2<u32>(x1, y1 + ci4)));
+        }
+    }
+    let co = 8u * p0 + lane;
+    for (var h = 0u; h < 4u; h += 1u) {
+        store_pixels(b, co, 8u * q0 + 4u * h, panel_quad(&acc, h, 0u), panel_quad(&acc, h, 1u));
+    }
+}

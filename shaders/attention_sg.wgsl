@@ -31,7 +31,7 @@ struct Params {
     scale: f32,            // softmax scale · log2(e)
     inv_heads: f32,        // 1/H (averaging)
     flags: u32,            // 1: causal (mask key j > query i), 2: average the heads, 4: write lse
-    _p1: u32,
+    tex_col0: u32,         // texture operands: the qkv column at texel x = 0
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -58,8 +58,6 @@ struct Params {
 
 // The packs: 1 = source buffer, 2 = destination texture.
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-// The same binding as vec4s, for pack_conv_weight3.
-@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
 
 // conv_panel: 1 = weight panels, 2 = input texture, 3 = output, 4 = bias.
@@ -92,42 +90,16 @@ fn pack_conv_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(dst, vec2<u32>(8u * ci4 + co % 8u, (co / 8u) * p.kh * p.kw + t), v);
 }
 
-// pack_conv_weight for dense 3 × 3 weights [Cout, Cin, 3, 3] with Cin a multiple of 4: the 36
-// values of W[co, 4·ci4 .. 4·ci4 + 3] are contiguous, so they take 9 vec4 loads instead of 36
-// scalar ones (on lavapipe each load instruction is a loop over the lanes). x = ci4, y = co.
-@compute @workgroup_size(64)
-fn pack_conv_weight3(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let ci4 = gid.x;
-    if (ci4 >= p.c4) {
-        return;
-    }
-    let co = gid.y;
-    var run: array<vec4<f32>, 9>;
-    if (co < p.cout) {
-        let base = (u32(p.w_off) + co * u32(p.ws_co)) / 4u + 9u * ci4;
-        for (var i = 0u; i < 9u; i += 1u) {
-            run[i] = src4[base + i];
-        }
-    }
-    for (var t = 0u; t < 9u; t += 1u) {
-        var v = vec4<f32>(0.0);
-        for (var e = 0u; e < 4u; e += 1u) {
-            let f = 9u * e + t;
-            v[e] = run[f / 4u][f % 4u];
-        }
-        textureStore(dst, vec2<u32>(8u * ci4 + co % 8u, (co / 8u) * 9u + t), v);
-    }
-}
-
-// x over the padded width, y = padded row of the texture's batch entries (b·hp + iy), z = ci4.
+// x over (ci4, padded column) pairs, column fastest; y = padded row of the texture's batch
+// entries (b·hp + iy).
 @compute @workgroup_size(64)
 fn pack_image(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let x = gid.x;
-    if (x >= p.wp) {
+    if (gid.x >= p.wp * p.c4) {
         return;
     }
+    let x = gid.x % p.wp;
+    let ci4 = gid.x / p.wp;
     let row = gid.y;
-    let ci4 = gid.z;
     let b = row / p.hp;
     let iy = i32(row % p.hp) - i32(p.pad);
     let ix = i32(x) - i32(p.pad);

@@ -218,11 +218,29 @@ enum Home {
     Arena(usize),
 }
 
-struct Encoded {
-    pipeline: Arc<crate::device::Pipeline>,
-    bind_group: wgpu::BindGroup,
-    grid: [u32; 3],
-    label: String,
+/// One recorded step of a plan: a compute dispatch, or a buffer → texture copy (texture
+/// operands, `Dispatch::copy_to_texture`), which goes between compute passes.
+enum Encoded {
+    Dispatch {
+        pipeline: Arc<crate::device::Pipeline>,
+        bind_group: wgpu::BindGroup,
+        grid: [u32; 3],
+        label: String,
+    },
+    Copy {
+        buffer: usize,
+        texture: usize,
+        copy: crate::ops::TextureCopy,
+        label: String,
+    },
+}
+
+impl Encoded {
+    fn label(&self) -> &str {
+        match self {
+            Encoded::Dispatch { label, .. } | Encoded::Copy { label, .. } => label,
+        }
+    }
 }
 
 pub struct Plan {
@@ -232,9 +250,8 @@ pub struct Plan {
     buffers: Vec<Option<PooledBuffer>>,
     readable: Vec<bool>,
     dispatches: Vec<Encoded>,
-    /// Scratch textures (texture operands), shared by every op that asks for the same size;
-    /// held here for the bind groups that view them.
-    _textures: Vec<wgpu::Texture>,
+    /// Scratch textures (texture operands), shared by every op that asks for the same size.
+    textures: Vec<wgpu::Texture>,
     planned_bytes: u64,
     arena_bytes: u64,
     chunked_bytes: u64,
@@ -579,6 +596,20 @@ impl Plan {
         for ((k, d), off) in all.iter().zip(offsets) {
             let node = &g.nodes[*k];
             let label = format!("{}::{}", node.op.name(), d.kernel.entry);
+            if let Some(copy) = d.as_copy() {
+                dispatches.push(encode_copy(
+                    d,
+                    copy,
+                    label,
+                    node,
+                    &homes,
+                    &texture_homes[*k],
+                    &buf_of,
+                    &buffers,
+                    &textures,
+                )?);
+                continue;
+            }
             let layout: Vec<Access> = d.binds.iter().map(|b| b.access).collect();
             let pipeline = gpu.pipeline(
                 d.kernel.shader,
@@ -682,7 +713,7 @@ impl Plan {
                 layout: &pipeline.layout,
                 entries: &entries,
             });
-            dispatches.push(Encoded {
+            dispatches.push(Encoded::Dispatch {
                 pipeline,
                 bind_group,
                 grid,
@@ -697,7 +728,7 @@ impl Plan {
             buffers,
             readable,
             dispatches,
-            _textures: textures,
+            textures,
             planned_bytes: external_bytes + arena_bytes + texture_bytes,
             arena_bytes,
             chunked_bytes,
@@ -841,20 +872,65 @@ impl Plan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("plan"),
                 });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("plan"),
-                    timestamp_writes: None,
-                });
-                for d in group {
-                    pass.set_pipeline(&d.pipeline.pipeline);
-                    pass.set_bind_group(0, &d.bind_group, &[]);
-                    pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
-                }
-            }
+            self.record(&mut enc, group)?;
             self.last_submission = self.gpu.submit(vec![enc.finish()]);
         }
         self.gpu.check("running the graph")
+    }
+
+    /// Record steps into `enc`: runs of dispatches share one compute pass; a copy ends the
+    /// pass it interrupts.
+    fn record(&self, enc: &mut wgpu::CommandEncoder, steps: &[Encoded]) -> Result<()> {
+        let mut i = 0;
+        while i < steps.len() {
+            if let Encoded::Copy {
+                buffer,
+                texture,
+                copy,
+                ..
+            } = &steps[i]
+            {
+                let buffer = &self.buffers[*buffer]
+                    .as_ref()
+                    .ok_or_else(|| Error::Graph("plan buffer released".into()))?
+                    .buffer;
+                enc.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: copy.offset,
+                            bytes_per_row: Some(copy.bytes_per_row),
+                            rows_per_image: None,
+                        },
+                    },
+                    self.textures[*texture].as_image_copy(),
+                    wgpu::Extent3d {
+                        width: copy.size[0],
+                        height: copy.size[1],
+                        depth_or_array_layers: 1,
+                    },
+                );
+                i += 1;
+                continue;
+            }
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("plan"),
+                timestamp_writes: None,
+            });
+            while let Some(Encoded::Dispatch {
+                pipeline,
+                bind_group,
+                grid,
+                ..
+            }) = steps.get(i)
+            {
+                pass.set_pipeline(&pipeline.pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+                i += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Split `run` into submissions of at most `n` dispatches, each waited for before the
@@ -871,7 +947,7 @@ impl Plan {
     pub fn profile(&mut self) -> Result<Vec<(String, std::time::Duration, usize)>> {
         let mut by_label: HashMap<String, (std::time::Duration, usize)> = HashMap::new();
         self.gpu.wait()?;
-        for d in &self.dispatches {
+        for k in 0..self.dispatches.len() {
             let t0 = std::time::Instant::now();
             let mut enc = self
                 .gpu
@@ -879,18 +955,12 @@ impl Plan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("profile"),
                 });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("profile"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(&d.pipeline.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.grid[0], d.grid[1], d.grid[2]);
-            }
+            self.record(&mut enc, &self.dispatches[k..k + 1])?;
             self.last_submission = self.gpu.submit(vec![enc.finish()]);
             self.gpu.wait()?;
-            let e = by_label.entry(d.label.clone()).or_default();
+            let e = by_label
+                .entry(self.dispatches[k].label().to_string())
+                .or_default();
             e.0 += t0.elapsed();
             e.1 += 1;
         }
@@ -902,7 +972,7 @@ impl Plan {
 
     /// Names of the dispatches in execution order (for profiling output).
     pub fn dispatch_labels(&self) -> Vec<&str> {
-        self.dispatches.iter().map(|d| d.label.as_str()).collect()
+        self.dispatches.iter().map(|d| d.label()).collect()
     }
 
     /// Read tensors back in one submission (waits for the device).
@@ -1042,6 +1112,64 @@ impl Drop for Plan {
             self.gpu.release(b, last);
         }
     }
+}
+
+/// Resolve a copy step: its source is input `binds[0]` (one buffer), its destination the op's
+/// scratch texture `binds[1]`; the copy must lie inside both.
+#[allow(clippy::too_many_arguments)]
+fn encode_copy(
+    d: &Dispatch,
+    copy: crate::ops::TextureCopy,
+    label: String,
+    node: &Node,
+    homes: &[Option<Home>],
+    texture_home: &[usize],
+    buf_of: &dyn Fn(&Home, usize) -> Option<usize>,
+    buffers: &[Option<PooledBuffer>],
+    textures: &[wgpu::Texture],
+) -> Result<Encoded> {
+    let bad = |what: &str| Error::Graph(format!("{label}: {what}"));
+    let (Some(src), Some(dst)) = (d.binds.first(), d.binds.get(1)) else {
+        return Err(bad("a copy binds a source and a texture"));
+    };
+    let (Slot::Input(i), Slot::Texture(t)) = (src.slot, dst.slot) else {
+        return Err(bad("a copy goes from an input to a scratch texture"));
+    };
+    let home = node
+        .inputs
+        .get(i)
+        .and_then(|t| homes[t.0].as_ref())
+        .ok_or_else(|| bad("copy source without storage"))?;
+    if matches!(home, Home::External(parts) if parts.len() > 1) {
+        return Err(bad("copy source is row-chunked"));
+    }
+    let buffer = buf_of(home, 0).ok_or_else(|| bad("copy source without storage"))?;
+    let texture = *texture_home
+        .get(t)
+        .ok_or_else(|| bad("copies into a texture it did not ask for"))?;
+    let tex = &textures[texture];
+    let need = copy.offset
+        + copy.bytes_per_row as u64 * (copy.size[1] as u64).saturating_sub(1)
+        + copy.size[0] as u64 * 16;
+    let have = buffers[buffer].as_ref().map_or(0, |b| b.buffer.size());
+    if copy.offset % 16 != 0
+        || copy.bytes_per_row % 256 != 0
+        || copy.size[0] > tex.width()
+        || copy.size[1] > tex.height()
+        || need > have
+    {
+        return Err(bad(&format!(
+            "copy {copy:?} does not fit a {}×{} texture and a {have}-byte buffer",
+            tex.width(),
+            tex.height()
+        )));
+    }
+    Ok(Encoded::Copy {
+        buffer,
+        texture,
+        copy,
+        label,
+    })
 }
 
 /// Run one op on the GPU on host data (compile, upload, run, read). For tests and tools.

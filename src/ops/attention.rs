@@ -9,7 +9,7 @@
 //! scaled logits, which a backward pass uses to recompute the probabilities.
 
 use super::texture::{self, Operand};
-use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};
 use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
@@ -34,7 +34,8 @@ struct Params {
     inv_heads: f32,
     /// 1: causal, 2: average heads, 4: write lse.
     flags: u32,
-    _p: u32,
+    /// Texture operands: the qkv column at texel x = 0.
+    tex_col0: u32,
 }
 
 /// Largest supported head dim (the kernels keep a row of q and of the output in registers;
@@ -221,8 +222,9 @@ impl Op for Attention {
         if AttentionKernel::for_caps(caps) != AttentionKernel::Texture8 {
             return Vec::new();
         }
-        match inputs.first().and_then(|x| self.kv_operand(x, caps)) {
-            Some(kv) => vec![texture::rows_texture_size(kv.k, kv.rows)],
+        match inputs.first().and_then(|x| self.kv_texture(x, caps)) {
+            Some(KvTexture::Copy { size }) => vec![size],
+            Some(KvTexture::Pack(kv)) => vec![texture::rows_texture_size(kv.k, kv.rows)],
             None => Vec::new(),
         }
     }
@@ -266,7 +268,15 @@ impl Op for Attention {
     }
 }
 
-/// The two implementations of `Attention` (same results, same bindings).
+/// How the texture kernel's qkv texture is filled: the whole token rows by the copy engine, or
+/// the K and V columns by a packing kernel (row layout, `ops::texture`).
+#[derive(Clone, Copy, Debug)]
+enum KvTexture {
+    Copy { size: [u32; 2] },
+    Pack(Operand),
+}
+
+/// The implementations of `Attention` (same results, same bindings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
     /// `attention.wgsl`: one query row per invocation, K/V tiles through workgroup memory.
@@ -299,13 +309,27 @@ impl AttentionKernel {
 }
 
 impl Attention {
-    /// The K and V columns of every token row of qkv as one row-layout texture operand, when
-    /// it fits (see `texture::rows_fit`).
-    fn kv_operand(&self, qkv: &TensorDesc, caps: &Caps) -> Option<Operand> {
+    /// How Texture8 gets qkv into its texture, when it can (texture operands on, D a multiple
+    /// of 4, the texture within the adapter's limits).
+    fn kv_texture(&self, qkv: &TensorDesc, caps: &Caps) -> Option<KvTexture> {
+        if !caps.texture_operands {
+            return None;
+        }
         let (b, l, d) = dims(self, qkv).ok()?;
         let hd = self.heads * d;
+        let rows = b * l;
+        // Whole token rows with the copy engine where a row is a whole number of 256-byte
+        // copy rows; else the K and V columns with a packing kernel.
+        let whole = texture::rows_texture_size(3 * hd, rows);
+        if d % 4 == 0
+            && (12 * hd) % 256 == 0
+            && whole[0] <= caps.max_texture_dim
+            && whole[1] <= caps.max_texture_dim
+        {
+            return Some(KvTexture::Copy { size: whole });
+        }
         let kv = Operand {
-            rows: b * l,
+            rows,
             k: 2 * hd,
             rs: 3 * hd,
             ks: 1,
@@ -313,7 +337,7 @@ impl Attention {
             off: hd,
             batch: 1,
         };
-        (caps.texture_operands && d % 4 == 0 && texture::rows_fit(caps, &kv)).then_some(kv)
+        (d % 4 == 0 && texture::rows_fit(caps, &kv)).then_some(KvTexture::Pack(kv))
     }
 
     /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;
@@ -321,7 +345,7 @@ impl Attention {
     pub fn encode_with(&self, cx: &EncodeCx, kind: AttentionKernel) -> Result<Vec<Dispatch>> {
         // Texture8 needs its texture (scratch_textures asked for it exactly when this fits).
         let kv = match kind {
-            AttentionKernel::Texture8 => self.kv_operand(cx.input(0), cx.caps),
+            AttentionKernel::Texture8 => self.kv_texture(cx.input(0), cx.caps),
             _ => None,
         };
         let kind = match (kind, kv) {
@@ -357,7 +381,10 @@ impl Attention {
             flags: self.causal as u32
                 | (self.head_average as u32) << 1
                 | (self.save_lse as u32) << 2,
-            _p: 0,
+            tex_col0: match kv {
+                Some(KvTexture::Pack(op)) => op.off as u32,
+                _ => 0,
+            },
         };
         // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
         let kernel = match kind {
@@ -381,9 +408,24 @@ impl Attention {
         };
         let mut binds = vec![Bind::read(0), Bind::write(0), lse];
         let mut out = Vec::new();
-        if let Some(kv) = kv.filter(|_| kind == AttentionKernel::Texture8) {
-            out.push(texture::pack_rows(&kv, 0, 0));
-            binds.push(Bind::texture_read(0));
+        match kv.filter(|_| kind == AttentionKernel::Texture8) {
+            Some(KvTexture::Copy { size }) => {
+                out.push(Dispatch::copy_to_texture(
+                    0,
+                    0,
+                    TextureCopy {
+                        offset: 0,
+                        bytes_per_row: size[0] * 16,
+                        size,
+                    },
+                ));
+                binds.push(Bind::texture_read(0));
+            }
+            Some(KvTexture::Pack(op)) => {
+                out.push(texture::pack_rows(&op, 0, 0));
+                binds.push(Bind::texture_read(0));
+            }
+            None => {}
         }
         out.push(Dispatch {
             kernel,

@@ -366,24 +366,11 @@ impl Conv2d {
             has_bias: g.has_bias as u32,
             ..Default::default()
         };
-        // Dense 3 × 3 weights with whole vec4s of input channels: vec4 loads.
-        let dense3 = g.kh == 3 && g.kw == 3 && g.cin % 4 == 0 && wstrides == self.dense_wstrides(g);
         let mut out = vec![Dispatch {
-            kernel: Kernel::new(
-                "conv_tex",
-                if dense3 {
-                    "pack_conv_weight3"
-                } else {
-                    "pack_conv_weight"
-                },
-            ),
+            kernel: Kernel::new("conv_tex", "pack_conv_weight"),
             params: params(&base),
             binds: vec![Bind::read(1), Bind::texture_write(0)],
-            grid: [
-                groups(t.c4, 64),
-                u(8 * t.w_panels),
-                if dense3 { 1 } else { u(g.kh * g.kw) },
-            ],
+            grid: [groups(t.c4, 64), u(8 * t.w_panels), u(g.kh * g.kw)],
         }];
         let bias = if g.has_bias {
             Bind::read(2)
@@ -401,7 +388,7 @@ impl Conv2d {
                 kernel: Kernel::new("conv_tex", "pack_image"),
                 params: params(&p),
                 binds: vec![Bind::read(0), Bind::texture_write(1)],
-                grid: [groups(t.wp, 64), u(nb * t.hp), u(t.c4)],
+                grid: [groups(t.wp * t.c4, 64), u(nb * t.hp), 1],
             });
             out.push(Dispatch {
                 kernel: Kernel::new("conv_tex", "conv_panel").with("SGS", t.sgs as f64),

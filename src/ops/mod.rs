@@ -159,6 +159,62 @@ pub struct Dispatch {
     pub grid: [u32; 3],
 }
 
+/// A buffer → texture copy in place of a kernel (`Dispatch::copy_to_texture`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextureCopy {
+    /// Byte offset into the input's buffer (a multiple of 16).
+    pub offset: u64,
+    /// Bytes between rows in the buffer (a multiple of 256).
+    pub bytes_per_row: u32,
+    /// Texels copied: width × height, into the top-left of the texture.
+    pub size: [u32; 2],
+}
+
+impl Dispatch {
+    /// The `shader` of a copy step; no WGSL module has this name.
+    pub const COPY_TO_TEXTURE: &'static str = "<copy buffer to texture>";
+
+    /// Not a kernel: copy rows of input `input` (one buffer, not row-chunked) into scratch
+    /// texture `texture` with the device's copy engine — a memcpy on CPU adapters, where a
+    /// packing kernel would pay one buffer load per element. The executor records it between
+    /// compute passes.
+    pub fn copy_to_texture(input: usize, texture: usize, copy: TextureCopy) -> Dispatch {
+        let mut params = Vec::with_capacity(16);
+        params.extend_from_slice(&copy.offset.to_le_bytes());
+        params.extend_from_slice(&copy.bytes_per_row.to_le_bytes());
+        params.extend_from_slice(&copy.size[0].to_le_bytes());
+        params.extend_from_slice(&copy.size[1].to_le_bytes());
+        Dispatch {
+            kernel: Kernel::new(Self::COPY_TO_TEXTURE, "copy"),
+            params,
+            binds: vec![Bind::read(input), Bind::texture_write(texture)],
+            grid: [0; 3],
+        }
+    }
+
+    /// The copy this step stands for, if it is one (see `copy_to_texture`).
+    pub fn as_copy(&self) -> Option<TextureCopy> {
+        if self.kernel.shader != Self::COPY_TO_TEXTURE || self.params.len() < 20 {
+            return None;
+        }
+        let u32_at = |i: usize| {
+            u32::from_le_bytes([
+                self.params[i],
+                self.params[i + 1],
+                self.params[i + 2],
+                self.params[i + 3],
+            ])
+        };
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&self.params[..8]);
+        Some(TextureCopy {
+            offset: u64::from_le_bytes(off),
+            bytes_per_row: u32_at(8),
+            size: [u32_at(12), u32_at(16)],
+        })
+    }
+}
+
 /// A row range of a tensor split along dimension 0 into several buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowChunk {

@@ -202,3 +202,73 @@ fn zeroing_a_param_on_the_device() {
     // Intermediates cannot be written or zeroed.
     assert!(plan.zero(y).is_err());
 }
+
+/// A weight's packed texture (texture operands) is kept across runs and repacked after every
+/// `write` or `zero` of the weight; a parameter that the graph updates in place is repacked on
+/// every run. Compared with the CPU reference after each change, so a stale texture fails.
+#[test]
+fn kept_weight_textures_follow_every_change() {
+    let gpu = gpu();
+    let mut g = Graph::new();
+    let x = g.input("x", &[5, 8], DType::F32);
+    let w = g.param("w", &[12, 8], DType::F32);
+    let y = g.linear(x, w, None).unwrap();
+    // A second weight that a later op of the same graph scales in place after using it.
+    let u = g.param("u", &[12, 8], DType::F32);
+    let z = g.linear(x, u, None).unwrap();
+    g.unary_in_place(u, UnaryKind::Affine(2.0, 0.0)).unwrap();
+    g.mark_output(y);
+    g.mark_output(z);
+    let mut plan = g.compile(&gpu).unwrap();
+    let xv = rand_tensor(&[5, 8], 1);
+    plan.write(x, &xv).unwrap();
+    let expect = |wv: &unitok::HostTensor| {
+        unitok::graph::run_op_cpu(&unitok::ops::matmul::Matmul::new(false, true), &[&xv, wv])
+            .unwrap()
+            .remove(0)
+    };
+    let scaled = |t: &unitok::HostTensor, f: f32| {
+        unitok::HostTensor::f32(
+            &t.shape,
+            t.as_f32().unwrap().iter().map(|v| v * f).collect(),
+        )
+        .unwrap()
+    };
+    let mut uv = rand_tensor(&[12, 8], 3);
+    plan.write(u, &uv).unwrap();
+    for (step, wv) in [rand_tensor(&[12, 8], 2), rand_tensor(&[12, 8], 4)]
+        .iter()
+        .enumerate()
+    {
+        plan.write(w, wv).unwrap();
+        for run in 0..2 {
+            plan.run().unwrap();
+            let label = format!("write {step}, run {run}");
+            assert_close(
+                &format!("{label}: y"),
+                &plan.read(y).unwrap(),
+                &expect(wv),
+                1e-5,
+                1e-5,
+            );
+            assert_close(
+                &format!("{label}: z"),
+                &plan.read(z).unwrap(),
+                &expect(&uv),
+                1e-5,
+                1e-5,
+            );
+            uv = scaled(&uv, 2.0);
+        }
+    }
+    plan.zero(w).unwrap();
+    plan.run().unwrap();
+    let zeros = unitok::HostTensor::zeros(&[12, 8]);
+    assert_close(
+        "after zero",
+        &plan.read(y).unwrap(),
+        &expect(&zeros),
+        0.0,
+        0.0,
+    );
+}

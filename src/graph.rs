@@ -226,12 +226,15 @@ enum Encoded {
         bind_group: wgpu::BindGroup,
         grid: [u32; 3],
         label: String,
+        /// Fills the cached texture with this index (see `Plan::caches`).
+        cache: Option<usize>,
     },
     Copy {
         buffer: usize,
         texture: usize,
         copy: crate::ops::TextureCopy,
         label: String,
+        cache: Option<usize>,
     },
 }
 
@@ -241,6 +244,18 @@ impl Encoded {
             Encoded::Dispatch { label, .. } | Encoded::Copy { label, .. } => label,
         }
     }
+    fn cache(&self) -> Option<usize> {
+        match self {
+            Encoded::Dispatch { cache, .. } | Encoded::Copy { cache, .. } => *cache,
+        }
+    }
+}
+
+/// A texture that holds a packed parameter for the plan's lifetime (`Op::texture_source`):
+/// the parameter, and the write count of it that the texture holds (None: never packed).
+struct CachedTexture {
+    param: TensorId,
+    packed: Option<u64>,
 }
 
 pub struct Plan {
@@ -250,8 +265,12 @@ pub struct Plan {
     buffers: Vec<Option<PooledBuffer>>,
     readable: Vec<bool>,
     dispatches: Vec<Encoded>,
-    /// Scratch textures (texture operands), shared by every op that asks for the same size.
+    /// Scratch textures (texture operands), shared by every op that asks for the same size,
+    /// and the textures that keep packed parameters.
     textures: Vec<wgpu::Texture>,
+    caches: Vec<CachedTexture>,
+    /// Times each tensor was written by `write`/`zero` (the cached textures' staleness).
+    writes: Vec<u64>,
     planned_bytes: u64,
     arena_bytes: u64,
     chunked_bytes: u64,
@@ -491,15 +510,50 @@ impl Plan {
 
         // Scratch textures: ops run one after another, so the j-th texture of a size that an
         // op asks for is the same texture for every op.
+        // A parameter no op updates in place may have its packed texture kept (see
+        // `Op::texture_source`).
+        let mut updated = vec![false; g.tensors.len()];
+        for node in &g.nodes {
+            for i in node.op.updated_inputs() {
+                if let Some(t) = node.inputs.get(i) {
+                    updated[t.0] = true;
+                }
+            }
+        }
         let mut textures: Vec<wgpu::Texture> = Vec::new();
+        let mut caches: Vec<CachedTexture> = Vec::new();
         let mut by_size: HashMap<[u32; 2], Vec<usize>> = HashMap::new();
         let mut texture_homes: Vec<Vec<usize>> = Vec::with_capacity(g.nodes.len());
+        // Per node: for each of its textures, the cache index when it is a kept one.
+        let mut texture_caches: Vec<Vec<Option<usize>>> = Vec::with_capacity(g.nodes.len());
         for node in &g.nodes {
             let in_descs: Vec<&TensorDesc> =
                 node.inputs.iter().map(|t| &g.tensors[t.0].desc).collect();
             let mut used: HashMap<[u32; 2], usize> = HashMap::new();
             let mut homes_k = Vec::new();
-            for size in node.op.scratch_textures(&in_descs, caps) {
+            let mut caches_k = Vec::new();
+            for (ti, size) in node
+                .op
+                .scratch_textures(&in_descs, caps)
+                .into_iter()
+                .enumerate()
+            {
+                let param = node
+                    .op
+                    .texture_source(ti)
+                    .and_then(|i| node.inputs.get(i).copied())
+                    .filter(|t| g.tensors[t.0].kind == TensorKind::Param && !updated[t.0]);
+                if let Some(param) = param {
+                    textures.push(gpu.texture(size[0], size[1])?);
+                    homes_k.push(textures.len() - 1);
+                    caches.push(CachedTexture {
+                        param,
+                        packed: None,
+                    });
+                    caches_k.push(Some(caches.len() - 1));
+                    continue;
+                }
+                caches_k.push(None);
                 let j = used.entry(size).or_insert(0);
                 let list = by_size.entry(size).or_default();
                 if list.len() <= *j {
@@ -525,6 +579,7 @@ impl Plan {
                 *j += 1;
             }
             texture_homes.push(homes_k);
+            texture_caches.push(caches_k);
         }
         let texture_bytes: u64 = textures
             .iter()
@@ -596,11 +651,12 @@ impl Plan {
         for ((k, d), off) in all.iter().zip(offsets) {
             let node = &g.nodes[*k];
             let label = format!("{}::{}", node.op.name(), d.kernel.entry);
+            let cache = cache_filled_by(d, &texture_caches[*k]);
             if let Some(copy) = d.as_copy() {
                 dispatches.push(encode_copy(
                     d,
                     copy,
-                    label,
+                    (label, cache),
                     node,
                     &homes,
                     &texture_homes[*k],
@@ -718,6 +774,7 @@ impl Plan {
                 bind_group,
                 grid,
                 label,
+                cache,
             });
         }
         gpu.check("compiling the graph")?;
@@ -729,6 +786,8 @@ impl Plan {
             readable,
             dispatches,
             textures,
+            caches,
+            writes: vec![0; g.tensors.len()],
             planned_bytes: external_bytes + arena_bytes + texture_bytes,
             arena_bytes,
             chunked_bytes,
@@ -831,6 +890,7 @@ impl Plan {
                 .ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
             self.gpu.upload(&buf.buffer, 0, part)?;
         }
+        self.writes[t.0] += 1;
         Ok(())
     }
 
@@ -848,6 +908,7 @@ impl Plan {
                 .ok_or_else(|| Error::Graph("plan buffer missing".into()))?;
             enc.clear_buffer(&buf.buffer, 0, None);
         }
+        self.writes[t.0] += 1;
         self.last_submission = self.gpu.submit(vec![enc.finish()]);
         self.gpu.check("zeroing a tensor")
     }
@@ -858,11 +919,25 @@ impl Plan {
     /// the plan was compiled), the dispatches go in groups of n, one submission each, waiting
     /// for each group before submitting the next (except after the last).
     pub fn run(&mut self) -> Result<()> {
+        // Steps that fill a kept texture run only when their parameter changed since.
+        let current: Vec<bool> = self
+            .caches
+            .iter()
+            .map(|c| c.packed == Some(self.writes[c.param.0]))
+            .collect();
+        let steps: Vec<&Encoded> = self
+            .dispatches
+            .iter()
+            .filter(|d| !d.cache().is_some_and(|c| current[c]))
+            .collect();
+        for c in &mut self.caches {
+            c.packed = Some(self.writes[c.param.0]);
+        }
         let per = match self.dispatches_per_submission {
-            0 => self.dispatches.len().max(1),
+            0 => steps.len().max(1),
             n => n,
         };
-        for (k, group) in self.dispatches.chunks(per).enumerate() {
+        for (k, group) in steps.chunks(per).enumerate() {
             if k > 0 {
                 self.gpu.wait()?;
             }
@@ -880,7 +955,7 @@ impl Plan {
 
     /// Record steps into `enc`: runs of dispatches share one compute pass; a copy ends the
     /// pass it interrupts.
-    fn record(&self, enc: &mut wgpu::CommandEncoder, steps: &[Encoded]) -> Result<()> {
+    fn record(&self, enc: &mut wgpu::CommandEncoder, steps: &[&Encoded]) -> Result<()> {
         let mut i = 0;
         while i < steps.len() {
             if let Encoded::Copy {
@@ -888,7 +963,7 @@ impl Plan {
                 texture,
                 copy,
                 ..
-            } = &steps[i]
+            } = steps[i]
             {
                 let buffer = &self.buffers[*buffer]
                     .as_ref()
@@ -922,7 +997,7 @@ impl Plan {
                 bind_group,
                 grid,
                 ..
-            }) = steps.get(i)
+            }) = steps.get(i).copied()
             {
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, bind_group, &[]);
@@ -955,7 +1030,7 @@ impl Plan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("profile"),
                 });
-            self.record(&mut enc, &self.dispatches[k..k + 1])?;
+            self.record(&mut enc, &[&self.dispatches[k]])?;
             self.last_submission = self.gpu.submit(vec![enc.finish()]);
             self.gpu.wait()?;
             let e = by_label
@@ -1120,7 +1195,7 @@ impl Drop for Plan {
 fn encode_copy(
     d: &Dispatch,
     copy: crate::ops::TextureCopy,
-    label: String,
+    (label, cache): (String, Option<usize>),
     node: &Node,
     homes: &[Option<Home>],
     texture_home: &[usize],
@@ -1169,7 +1244,28 @@ fn encode_copy(
         texture,
         copy,
         label,
+        cache,
     })
+}
+
+/// The kept texture a step fills, if it is a pure packing step: it writes textures, all of
+/// them the same kept one, and no buffer. Such steps are skipped while the texture is current.
+fn cache_filled_by(d: &Dispatch, caches: &[Option<usize>]) -> Option<usize> {
+    let mut filled = None;
+    for b in &d.binds {
+        match (b.slot, b.access) {
+            (Slot::Texture(t), Access::TextureWrite) => {
+                let c = caches.get(t).copied().flatten()?;
+                if filled.is_some_and(|f| f != c) {
+                    return None;
+                }
+                filled = Some(c);
+            }
+            (_, Access::ReadWrite) => return None,
+            _ => {}
+        }
+    }
+    filled
 }
 
 /// Run one op on the GPU on host data (compile, upload, run, read). For tests and tools.

@@ -218,6 +218,10 @@ impl Op for Attention {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         self.encode_with(cx, AttentionKernel::for_caps(cx.caps))
     }
+    /// Texture 0 holds qkv's rows.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 0).then_some(0)
+    }
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
         if AttentionKernel::for_caps(caps) != AttentionKernel::Texture8 {
             return Vec::new();

@@ -558,6 +558,11 @@ impl Op for Conv2d {
         self.dense_dispatches(cx.caps, &g, self.dense_wstrides(&g))
     }
 
+    /// Texture 0 holds the packed weights (input 1); texture 1 the input image.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 0).then_some(1)
+    }
+
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
         match self.geom(&shapes) {
@@ -781,6 +786,11 @@ impl Op for Conv2dBackwardData {
             dx.into_iter().map(|v| v as f32).collect(),
         )?])
     }
+    /// Texture 0 holds the packed (flipped) weights, input 1.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 0).then_some(1)
+    }
+
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
         let Ok(g) = self.geom(&shapes) else {

@@ -434,6 +434,11 @@ impl Op for Matmul {
         }
     }
 
+    /// Texture 0 is packed from a, texture 1 from b.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t < 2).then_some(t)
+    }
+
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let (a, b) = (cx.input(0), cx.input(1));
         let has_bias = cx.inputs.len() == 3;

@@ -280,6 +280,14 @@ pub trait Op: Debug + Send + Sync + 'static {
     fn scratch_textures(&self, _inputs: &[&TensorDesc], _caps: &Caps) -> Vec<[u32; 2]> {
         Vec::new()
     }
+    /// The input whose values alone determine scratch texture `t` (the op's dispatches that
+    /// write `t` read only that input). When it is a parameter that no op of the graph updates
+    /// in place, the executor gives the op its own texture for the plan's lifetime and runs the
+    /// dispatches that write it only after the parameter was written: a weight is then packed
+    /// once per upload, not once per run.
+    fn texture_source(&self, _t: usize) -> Option<usize> {
+        None
+    }
     /// Whether input `i` may be split into row chunks over several buffers (for tensors
     /// larger than one storage binding). Ops that say yes must bind every chunk.
     fn accepts_chunked(&self, _i: usize) -> bool {

@@ -1,11 +1,12 @@
 // Ceiling probes for `unitok bench`: a pure-FMA kernel (no memory traffic in the loop) for the
-// adapter's arithmetic ceiling, and a vec4 copy for its memory bandwidth.
+// adapter's arithmetic ceiling, a vec4 copy for its memory bandwidth, and the cost of one vec4
+// load from a storage buffer against one from a storage texture (load_buffer / load_texture).
 
 struct Params {
-    n: u32,      // invocations (fma) / vec4 elements (copy)
-    iters: u32,  // FMA loop trips
-    _p0: u32,
-    _p1: u32,
+    n: u32,      // invocations (fma, loads) / vec4 elements (copy)
+    iters: u32,  // FMA loop trips / loads per invocation
+    w: u32,      // loads: vec4s per row of the source
+    h: u32,      // loads: rows of the source
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -53,4 +54,43 @@ fn copy_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let i = linear_workgroup(wg, nwg) * 256u + li;
     if (i >= pc.n) { return; }
     dst[i] = src[i];
+}
+
+// Load probes: invocation i reads `iters` vec4s, one per row (column i mod w, rows from i / w
+// on, wrapping), each feeding a chain of 4 dependent vec4 FMAs. Neighbouring invocations read
+// neighbouring vec4s, as the kernels' panels do. load_buffer reads a storage buffer,
+// load_texture the same values from a read-only storage texture.
+@group(0) @binding(1) var src_t: texture_storage_2d<rgba32float, read>;
+
+fn load_chain(a: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
+    let b = fma(v, vec4<f32>(0.5), a);
+    let c = fma(b, vec4<f32>(0.25), v);
+    let d = fma(c, vec4<f32>(0.125), b);
+    return fma(d, vec4<f32>(0.0625), c);
+}
+
+@compute @workgroup_size(64)
+fn load_buffer(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * 64u + li;
+    if (i >= pc.n) { return; }
+    let x = i % pc.w;
+    var acc = vec4<f32>(0.0);
+    for (var j = 0u; j < pc.iters; j += 1u) {
+        let y = (i / pc.w + j) % pc.h;
+        acc = load_chain(acc, src[y * pc.w + x]);
+    }
+    dst[i] = acc;
+}
+
+@compute @workgroup_size(64)
+fn load_texture(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * 64u + li;
+    if (i >= pc.n) { return; }
+    let x = i % pc.w;
+    var acc = vec4<f32>(0.0);
+    for (var j = 0u; j < pc.iters; j += 1u) {
+        let y = (i / pc.w + j) % pc.h;
+        acc = load_chain(acc, textureLoad(src_t, vec2<u32>(x, y)));
+    }
+    dst[i] = acc;
 }

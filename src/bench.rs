@@ -207,6 +207,30 @@ pub fn kernel_cases() -> Vec<BenchCase> {
             Ok((vec![qkv], y))
         }),
     });
+    // The load paths behind texture operands: one vec4 load from a storage buffer against one
+    // from a storage texture (the source is a parameter, so the texture is filled on the
+    // warm-up run only). Bytes counted: those loaded.
+    for texture in [false, true] {
+        let probe = crate::ops::peak::LoadProbe {
+            texture,
+            invocations: 65536,
+            loads: 64,
+        };
+        v.push(BenchCase {
+            kernel: if texture {
+                "load_texture"
+            } else {
+                "load_buffer"
+            },
+            shape: "65536 invocations x 64 vec4 loads".into(),
+            work: Work::Bytes(probe.bytes()),
+            build: Box::new(move |g| {
+                let x = param(g, "x", &[256, 4096], 1);
+                let y = g.apply1(probe.clone(), &[x.0])?;
+                Ok((vec![x], y))
+            }),
+        });
+    }
     // Convolutions: the encoder's pool conv, the decoder's up_conv1 conv (after the ×2
     // upsample), and the MBConv depthwise conv at stage 1's hidden width.
     v.push(conv3x3("conv3x3_s2", "encoder pool", 320, 1024, 32, 2));

@@ -1,9 +1,12 @@
 //! Ceiling probes: `FmaPeak` (arithmetic ceiling, no memory traffic) and `CopyVec4` (memory
 //! bandwidth). `unitok bench` divides each kernel's throughput by one of these, measured on the
 //! same adapter in the same run, so the ratio says how close a kernel is to what the device
-//! can do rather than to a datasheet number.
+//! can do rather than to a datasheet number. `LoadProbe` measures one vec4 load from a storage
+//! buffer against one from a storage texture: the measurement behind texture operands
+//! (`ops::texture`).
 
-use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{HostTensor, TensorDesc};
@@ -13,7 +16,8 @@ use crate::tensor::{HostTensor, TensorDesc};
 struct Params {
     n: u32,
     iters: u32,
-    _p: [u32; 2],
+    w: u32,
+    h: u32,
 }
 
 /// `invocations` threads each run 8 vec4 FMA chains of `iters` steps (4 per loop trip, so
@@ -113,6 +117,114 @@ impl Op for CopyVec4 {
             binds: vec![Bind::read(0), Bind::write(0)],
             grid: [groups(n, 256), 1, 1],
         }])
+    }
+}
+
+/// `invocations` threads each load `loads` vec4s from the source x [h, 4·w] (a storage buffer,
+/// or with `texture` the same values copied into a w × h rgba32float texture), each feeding 4
+/// dependent vec4 FMAs. Output: one vec4 per invocation. w must be a multiple of 16 (whole
+/// 256-byte copy rows).
+#[derive(Clone, Debug)]
+pub struct LoadProbe {
+    pub texture: bool,
+    pub invocations: usize,
+    pub loads: u32,
+}
+
+impl LoadProbe {
+    fn wh(&self, x: &TensorDesc) -> Result<(usize, usize)> {
+        let bad = |msg: &str| Error::shape(self.name(), msg, &[&x.shape]);
+        let [h, w4] = x.shape[..] else {
+            return Err(bad("x must be [h, 4·w]"));
+        };
+        if w4 % 64 != 0 || h == 0 {
+            return Err(bad("x must be [h, 4·w] with w a multiple of 16 and h > 0"));
+        }
+        Ok((w4 / 4, h))
+    }
+    /// Bytes loaded per run.
+    pub fn bytes(&self) -> f64 {
+        self.invocations as f64 * self.loads as f64 * 16.0
+    }
+}
+
+impl Op for LoadProbe {
+    fn name(&self) -> String {
+        format!("load_{}", if self.texture { "texture" } else { "buffer" })
+    }
+    fn infer(&self, inputs: &[&TensorDesc]) -> Result<Vec<TensorDesc>> {
+        let [x] = inputs else {
+            return Err(Error::shape(self.name(), "takes one operand", &[]));
+        };
+        self.wh(x)?;
+        Ok(vec![TensorDesc::f32(&[self.invocations, 4])])
+    }
+    fn cpu(&self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let (w, h) = self.wh(&inputs[0].desc())?;
+        let x = inputs[0].as_f32()?;
+        let mut out = vec![0.0f32; self.invocations * 4];
+        for (i, o) in out.chunks_mut(4).enumerate() {
+            let mut acc = [0.0f32; 4];
+            for j in 0..self.loads as usize {
+                let y = (i / w + j) % h;
+                let v = &x[(y * w + i % w) * 4..][..4];
+                for l in 0..4 {
+                    let b = v[l].mul_add(0.5, acc[l]);
+                    let c = b.mul_add(0.25, v[l]);
+                    let d = c.mul_add(0.125, b);
+                    acc[l] = d.mul_add(0.0625, c);
+                }
+            }
+            o.copy_from_slice(&acc);
+        }
+        Ok(vec![HostTensor::f32(&[self.invocations, 4], out)?])
+    }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], _caps: &Caps) -> Vec<[u32; 2]> {
+        match (self.texture, inputs.first().map(|x| self.wh(x))) {
+            (true, Some(Ok((w, h)))) => vec![[w as u32, h as u32]],
+            _ => Vec::new(),
+        }
+    }
+    /// The texture holds x (kept across runs when x is a parameter: the bench then times the
+    /// loads alone).
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 0).then_some(0)
+    }
+    fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
+        let (w, h) = self.wh(cx.input(0))?;
+        let p = params(&Params {
+            n: self.invocations as u32,
+            iters: self.loads,
+            w: w as u32,
+            h: h as u32,
+        });
+        let grid = [groups(self.invocations, 64), 1, 1];
+        if !self.texture {
+            return Ok(vec![Dispatch {
+                kernel: Kernel::new("peak", "load_buffer"),
+                params: p,
+                binds: vec![Bind::read(0), Bind::write(0)],
+                grid,
+            }]);
+        }
+        let size = [w as u32, h as u32];
+        Ok(vec![
+            Dispatch::copy_to_texture(
+                0,
+                0,
+                TextureCopy {
+                    offset: 0,
+                    bytes_per_row: size[0] * 16,
+                    size,
+                },
+            ),
+            Dispatch {
+                kernel: Kernel::new("peak", "load_texture"),
+                params: p,
+                binds: vec![Bind::texture_read(0), Bind::write(0)],
+                grid,
+            },
+        ])
     }
 }
 

@@ -439,3 +439,56 @@ fn texture_path_around_its_tiles() {
     }
     eprintln!("conv texture path max abs err {worst:.2e}");
 }
+
+/// Inputs whose padded image does not fit one texture with the whole batch: the texture path
+/// packs and convolves the batch in groups (pack_image / conv_panel per group, one weight
+/// pack). A device whose texture limit is lowered to 64 makes that happen on small shapes;
+/// with 1024 it is one group. Checked against the CPU reference both ways.
+#[test]
+fn texture_path_in_batch_groups() {
+    use unitok::graph::run_op_gpu;
+    use unitok::ops::Op;
+    if !gpu().caps.texture_operands {
+        assert_ne!(gpu().info.device_type, wgpu::DeviceType::Cpu);
+        return;
+    }
+    // Padded height 10, 4 input channels per texel × 2 texels = 20 rows per batch entry: 3
+    // entries per 64-row texture, so 7 entries take 3 groups.
+    let (n, cin, h, w, cout) = (7, 7, 8, 8, 20);
+    let x = rand_tensor(&[n, cin, h, w], 81);
+    let wt = rand_scaled(&[cout, cin, 3, 3], 82, 0.5);
+    let b = rand_tensor(&[cout], 83);
+    let op = conv(1, 1, 1);
+    let want = run_op_cpu(&op, &[&x, &wt, &b]).unwrap();
+    for (limit, groups) in [(64u32, 3usize), (1024, 1)] {
+        let dev = unitok::Gpu::new_narrowed(|c| c.max_texture_dim = limit).unwrap();
+        let xs = unitok::TensorDesc::f32(&[n, cin, h, w]);
+        let ws = unitok::TensorDesc::f32(&[cout, cin, 3, 3]);
+        assert_eq!(op.scratch_textures(&[&xs, &ws], &dev.caps).len(), 2);
+        let inputs: Vec<unitok::ops::Storage> = [&xs, &ws]
+            .iter()
+            .map(|d| unitok::ops::Storage {
+                desc: (*d).clone(),
+                chunks: vec![unitok::ops::RowChunk::whole(d)],
+            })
+            .collect();
+        let out = op.infer(&[&xs, &ws]).unwrap();
+        let cx = unitok::ops::EncodeCx {
+            inputs: &inputs,
+            outputs: &out,
+            output_chunks: &[],
+            scratch: &[],
+            caps: &dev.caps,
+        };
+        let steps = op.encode(&cx).unwrap();
+        assert_eq!(steps.len(), 1 + 2 * groups, "texture limit {limit}");
+        let got = run_op_gpu(&dev, op.clone(), &[&x, &wt, &b]).unwrap();
+        assert_close(
+            &format!("batch groups, texture limit {limit}"),
+            &got[0],
+            &want[0],
+            ATOL,
+            RTOL,
+        );
+    }
+}

@@ -290,11 +290,31 @@ impl Gpu {
     /// `new`, with the buffer kernels even where texture operands would be taken: tests and
     /// A/B comparisons run both paths on one adapter.
     pub fn new_without_texture_operands() -> Result<Arc<Gpu>> {
+        Self::new_narrowed(|caps| caps.texture_operands = false)
+    }
+
+    /// `new`, with what kernels may rely on narrowed by `f` before any plan sees it: lower
+    /// limits (a smaller `max_texture_dim`, say) or features turned off make tests take the
+    /// paths that large shapes take, on small shapes. Raising a limit or enabling a feature the
+    /// adapter lacks is an error.
+    pub fn new_narrowed(f: impl FnOnce(&mut Caps)) -> Result<Arc<Gpu>> {
         let mut gpu = Self::new()?;
-        Arc::get_mut(&mut gpu)
-            .ok_or_else(|| Error::Gpu("a new device is shared".into()))?
-            .caps
-            .texture_operands = false;
+        let g =
+            Arc::get_mut(&mut gpu).ok_or_else(|| Error::Gpu("a new device is shared".into()))?;
+        let before = g.caps.clone();
+        f(&mut g.caps);
+        let c = &g.caps;
+        let widened = c.max_texture_dim > before.max_texture_dim
+            || c.max_storage_binding > before.max_storage_binding
+            || c.max_workgroups_per_dim > before.max_workgroups_per_dim
+            || (c.texture_operands && !before.texture_operands)
+            || (c.subgroups && !before.subgroups)
+            || (c.shader_f16 && !before.shader_f16);
+        if widened {
+            return Err(Error::Invalid(
+                "Gpu::new_narrowed may only lower limits and turn features off".into(),
+            ));
+        }
         Ok(gpu)
     }
 

@@ -239,3 +239,45 @@ fn pool_backward_kernels() {
     let odd = rand_tensor(&[1, 1, 3, 4], 1);
     assert!(unitok::ops::Op::infer(&UpsampleNearest2xBackward, &[&odd.desc()]).is_err());
 }
+
+/// The weight gradient's texture path (CPU adapters: dy and im2col(x) packed into panels, then
+/// matmul_tex's product) around its tiles: Cout 15/16/17/33, Cin·kh·kw 12..108, K = N·Ho·Wo
+/// with texels of 4 output pixels that must not straddle a batch entry (Ho·Wo a multiple of 4,
+/// batches of 1–3), strides 1/2, padding 0–2. The choice is asserted; check_op also runs the
+/// buffer kernels.
+#[test]
+fn conv2d_backward_weight_texture_path() {
+    use unitok::ops::Op;
+    let caps = gpu().caps.clone();
+    if !caps.texture_operands {
+        assert_ne!(gpu().info.device_type, wgpu::DeviceType::Cpu);
+        return;
+    }
+    for (i, &(n, cin, h, w, cout, k, s, p)) in [
+        (1, 4, 4, 4, 16, 3, 1, 1),
+        (2, 4, 6, 6, 15, 3, 1, 1),
+        (3, 8, 8, 6, 17, 3, 2, 1),
+        (2, 12, 5, 8, 33, 3, 1, 1),
+        (1, 5, 5, 9, 16, 2, 1, 0),
+        (1, 12, 4, 4, 8, 1, 1, 0),
+        (2, 4, 9, 9, 20, 3, 2, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let op = Conv2dBackwardWeight {
+            conv: conv(s, p, 1),
+            kernel: [k, k],
+        };
+        let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let x = rand_tensor(&[n, cin, h, w], 300 + i as u64);
+        let dy = rand_tensor(&[n, cout, ho, wo], 400 + i as u64);
+        assert_eq!(
+            op.scratch_textures(&[&x.desc(), &dy.desc()], &caps).len(),
+            2,
+            "case {i}"
+        );
+        let kk = (n * ho * wo) as f32;
+        check_op(op, &[&x, &dy], 2e-5 * kk.sqrt() * 4.0, 1e-4);
+    }
+}

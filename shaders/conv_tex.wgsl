@@ -52,12 +52,20 @@ struct Params {
     tiles: u32,
     has_bias: u32,
     _p: u32,
+    // Weight gradient: K = batch entries × output pixels, and its texels of 4 per panel row
+    // (K rounded up as texture_pack.wgsl does).
+    kdim: u32,
+    k4: u32,
+    _q0: u32,
+    _q1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 // The packs: 1 = source buffer, 2 = destination texture.
 @group(0) @binding(1) var<storage, read> src: array<f32>;
+// The same binding as vec4s, for pack_dy_panels.
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
 
 // conv_panel: 1 = weight panels, 2 = input texture, 3 = output, 4 = bias.
@@ -114,6 +122,59 @@ fn pack_image(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     textureStore(dst, vec2<u32>(x, row * p.c4 + ci4), v);
+}
+
+// Weight gradient dW[co, ci, ky, kx] = Σ_k dy[co, k] · x_k(ci, ky, kx) with k = (batch entry,
+// output pixel): an M = Cout × N = Cin·kh·kw × K product whose operands these two packs write
+// in the panel layout of texture_pack.wgsl, for matmul_tex.wgsl's mm_panel (its C is dW's
+// memory layout). Texels of 4 consecutive k never straddle a batch entry: the host only takes
+// this path when the output pixels per entry are a multiple of 4. x = k4, y = row.
+@compute @workgroup_size(64)
+fn pack_dy_panels(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k4 = gid.x;
+    if (k4 >= p.k4) {
+        return;
+    }
+    let co = gid.y;
+    let k = 4u * k4;
+    var v = vec4<f32>(0.0);
+    if (co < p.cout && k < p.kdim) {
+        let npix = p.ho * p.wo;
+        v = src4[(p.y_off + (k / npix) * p.ys_n + co * p.ys_c + k % npix) / 4u];
+    }
+    textureStore(dst, vec2<u32>(8u * k4 + co % 8u, co / 8u), v);
+}
+
+// Row n = ci·kh·kw + ky·kw + kx of the im2col operand: x at the input pixel that output pixel
+// k's window puts under tap (ky, kx), zero in the padding.
+@compute @workgroup_size(64)
+fn pack_im2col_panels(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k4 = gid.x;
+    if (k4 >= p.k4) {
+        return;
+    }
+    let n = gid.y;
+    let taps = p.kh * p.kw;
+    var v = vec4<f32>(0.0);
+    if (n < p.cin * taps) {
+        let ci = n / taps;
+        let t = n % taps;
+        let ky = t / p.kw;
+        let kx = t % p.kw;
+        let npix = p.ho * p.wo;
+        for (var e = 0u; e < 4u; e += 1u) {
+            let k = 4u * k4 + e;
+            if (k < p.kdim) {
+                let pix = k % npix;
+                let iy = i32((pix / p.wo) * p.stride + ky) - i32(p.pad);
+                let ix = i32((pix % p.wo) * p.stride + kx) - i32(p.pad);
+                if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
+                    v[e] = src[p.x_off + (k / npix) * p.xs_n + ci * p.xs_c + u32(iy) * p.xs_h + u32(ix)];
+                }
+            }
+        }
+    }
+    textureStore(dst, vec2<u32>(8u * k4 + n % 8u, n / 8u), v);
 }
 
 // Output pixels n .. n + 3 (n a multiple of 4) of channels co (lo) and co + 8 (hi).

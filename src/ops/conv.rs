@@ -27,6 +27,8 @@
 //! work — and output) are in the uniform block, so the data and weight gradients can reuse the
 //! same gathers with other views.
 
+use super::matmul::PanelGrid;
+use super::texture;
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
 use crate::device::Caps;
 use crate::error::{Error, Result};
@@ -105,6 +107,9 @@ struct ConvTexParams {
     tiles: u32,
     has_bias: u32,
     _p: u32,
+    kdim: u32,
+    k4: u32,
+    _q: [u32; 2],
 }
 
 /// Output channels (and pixels) one subgroup of `conv_panel` computes: two panels.
@@ -876,6 +881,68 @@ impl Conv2dBackwardWeight {
     }
 }
 
+impl Conv2dBackwardWeight {
+    /// The texture path (CPU adapters): dW as an M = Cout × N = Cin·kh·kw × K = N·Ho·Wo
+    /// product of dy and im2col(x), both packed into panel textures (shaders/conv_tex.wgsl)
+    /// for matmul_tex.wgsl's mm_panel. Needs groups = 1, whole texels of output pixels per
+    /// batch entry and K within a texture row (8192 on lavapipe), else the buffer kernels.
+    fn tex_grid(&self, caps: &Caps, g: &Geom) -> Option<PanelGrid> {
+        if !caps.texture_operands || self.conv.groups != 1 || (g.ho * g.wo) % 4 != 0 {
+            return None;
+        }
+        let (m, n, k) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
+        if [g.n * g.cin * g.h * g.w, g.n * g.cout * g.ho * g.wo, m * n]
+            .iter()
+            .any(|&v| v >= i32::MAX as usize)
+        {
+            return None;
+        }
+        let grid = PanelGrid::new(m, n, k)?;
+        (texture::fits(caps, k, grid.a_panels, 1) && texture::fits(caps, k, grid.b_panels, 1))
+            .then_some(grid)
+    }
+
+    fn encode_tex(&self, g: &Geom, grid: &PanelGrid) -> Vec<Dispatch> {
+        let u = |v: usize| v as u32;
+        let k4 = texture::k4_of(grid.k);
+        let p = ConvTexParams {
+            cin: u(g.cin),
+            h: u(g.h),
+            w: u(g.w),
+            pad: u(self.conv.padding),
+            stride: u(self.conv.stride),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            ho: u(g.ho),
+            wo: u(g.wo),
+            cout: u(g.cout),
+            xs_n: u(g.cin * g.h * g.w),
+            xs_c: u(g.h * g.w),
+            xs_h: u(g.w),
+            ys_n: u(g.cout * g.ho * g.wo),
+            ys_c: u(g.ho * g.wo),
+            kdim: u(grid.k),
+            k4: u(k4),
+            ..Default::default()
+        };
+        vec![
+            Dispatch {
+                kernel: Kernel::new("conv_tex", "pack_dy_panels"),
+                params: params(&p),
+                binds: vec![Bind::read(1), Bind::texture_write(0)],
+                grid: [groups(k4, 64), u(8 * grid.a_panels), 1],
+            },
+            Dispatch {
+                kernel: Kernel::new("conv_tex", "pack_im2col_panels"),
+                params: params(&p),
+                binds: vec![Bind::read(0), Bind::texture_write(1)],
+                grid: [groups(k4, 64), u(8 * grid.b_panels), 1],
+            },
+            grid.product(1, false, 1.0, None),
+        ]
+    }
+}
+
 impl Op for Conv2dBackwardWeight {
     fn name(&self) -> String {
         format!(
@@ -937,9 +1004,27 @@ impl Op for Conv2dBackwardWeight {
         }
         Ok(vec![HostTensor::f32(&[g.cout, cin_g, g.kh, g.kw], dw)?])
     }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
+        match self
+            .geom(&shapes)
+            .ok()
+            .and_then(|g| self.tex_grid(caps, &g))
+        {
+            Some(grid) => vec![
+                texture::texture_size(grid.k, grid.a_panels, 1),
+                texture::texture_size(grid.k, grid.b_panels, 1),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let shapes: Vec<&[usize]> = cx.inputs.iter().map(|s| s.desc.shape.as_slice()).collect();
         let g = self.geom(&shapes)?;
+        if let Some(grid) = self.tex_grid(cx.caps, &g) {
+            return Ok(self.encode_tex(&g, &grid));
+        }
         let tiles = g.cout * (g.cin / self.conv.groups) * g.kh * g.kw;
         if tiles > u32::MAX as usize || g.n * g.ho * g.wo > u32::MAX as usize {
             return Err(Error::shape(self.name(), "too large", &shapes));

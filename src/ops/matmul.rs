@@ -156,20 +156,89 @@ impl Matmul {
 /// Rows (and columns) of the output one subgroup of `mm_panel` computes: 2 panels.
 const PANEL_TILE: usize = 2 * PANEL;
 
+/// The `mm_panel` grid of an M × N × K product (shaders/matmul_tex.wgsl): 16 × 16·sgs
+/// outputs per workgroup, and how many panels its A and B textures hold per batch entry. Also
+/// used by ops whose operands are packed by their own kernels (the convolution weight
+/// gradient).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PanelGrid {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Subgroups per workgroup, side by side in columns.
+    pub sgs: usize,
+    pub tiles_m: usize,
+    pub tiles_n: usize,
+    pub a_panels: usize,
+    pub b_panels: usize,
+}
+
+impl PanelGrid {
+    /// None where `mm_panel` cannot store C (N not a multiple of 4) or the grid is too large.
+    pub fn new(m: usize, n: usize, k: usize) -> Option<PanelGrid> {
+        if n % 4 != 0 || m == 0 || n == 0 || k == 0 {
+            return None;
+        }
+        let sgs = n.div_ceil(PANEL_TILE).next_power_of_two().min(8);
+        let tiles_m = m.div_ceil(PANEL_TILE);
+        let tiles_n = n.div_ceil(PANEL_TILE * sgs);
+        (tiles_m * tiles_n < u32::MAX as usize).then_some(PanelGrid {
+            m,
+            n,
+            k,
+            sgs,
+            tiles_m,
+            tiles_n,
+            a_panels: 2 * tiles_m,
+            b_panels: 2 * sgs * tiles_n,
+        })
+    }
+
+    /// The product of textures 0 (A panels) and 1 (B panels, shared by the batch when
+    /// `b_shared`) into output 0 ([batch, M, N]), times alpha, plus `bias` [N] when given.
+    pub fn product(
+        &self,
+        batch: usize,
+        b_shared: bool,
+        alpha: f32,
+        bias: Option<Bind>,
+    ) -> Dispatch {
+        let u = |v: usize| v as u32;
+        let tiles = self.tiles_m * self.tiles_n;
+        let p = PanelParams {
+            m: u(self.m),
+            n: u(self.n),
+            k4: u(texture::k4_of(self.k)),
+            a_panels: u(self.a_panels),
+            b_panels: if b_shared { 0 } else { u(self.b_panels) },
+            tiles_n: u(self.tiles_n),
+            tiles: u(tiles),
+            sc: u(self.m * self.n),
+            has_bias: bias.is_some() as u32,
+            alpha,
+        };
+        Dispatch {
+            kernel: Kernel::new("matmul_tex", "mm_panel").with("SGS", self.sgs as f64),
+            params: params(&p),
+            binds: vec![
+                Bind::texture_read(0),
+                Bind::texture_read(1),
+                Bind::write(0),
+                // Without a bias, any input stands in for the unread binding.
+                bias.unwrap_or(Bind::read(0)),
+            ],
+            grid: [u(tiles), 1, u(batch)],
+        }
+    }
+}
+
 /// The texture path of one matmul: operand layouts and the `mm_panel` grid.
 #[derive(Clone, Copy, Debug)]
 struct TexPlan {
     a: Operand,
     b: Operand,
-    a_panels: usize,
-    b_panels: usize,
-    /// Subgroups per workgroup, side by side in columns.
-    sgs: usize,
-    tiles_n: usize,
-    tiles_m: usize,
+    grid: PanelGrid,
     batch: usize,
-    m: usize,
-    n: usize,
     shared: bool,
 }
 
@@ -214,19 +283,10 @@ impl Matmul {
             (d.batch, d.m)
         };
         let (k, n) = (d.k, d.n);
-        // mm_panel stores vec4s of C.
-        if n % 4 != 0 {
-            return None;
-        }
-        let sgs = n.div_ceil(PANEL_TILE).next_power_of_two().min(8);
-        let tiles_m = m.div_ceil(PANEL_TILE);
-        let tiles_n = n.div_ceil(PANEL_TILE * sgs);
-        let a_panels = 2 * tiles_m;
-        let b_panels = 2 * sgs * tiles_n;
+        let grid = PanelGrid::new(m, n, k)?;
         let b_batch = if d.shared { 1 } else { batch };
-        if !texture::fits(caps, k, a_panels, batch)
-            || !texture::fits(caps, k, b_panels, b_batch)
-            || tiles_m * tiles_n >= u32::MAX as usize
+        if !texture::fits(caps, k, grid.a_panels, batch)
+            || !texture::fits(caps, k, grid.b_panels, b_batch)
         {
             return None;
         }
@@ -276,51 +336,22 @@ impl Matmul {
         Some(TexPlan {
             a: a_op,
             b: b_op,
-            a_panels,
-            b_panels,
-            sgs,
-            tiles_n,
-            tiles_m,
+            grid,
             batch,
-            m,
-            n,
             shared: d.shared,
         })
     }
 
     fn encode_tex(&self, t: &TexPlan, has_bias: bool) -> Vec<Dispatch> {
-        let u = |v: usize| v as u32;
-        let tiles = t.tiles_m * t.tiles_n;
-        let p = PanelParams {
-            m: u(t.m),
-            n: u(t.n),
-            k4: u(texture::k4_of(t.a.k)),
-            a_panels: u(t.a_panels),
-            b_panels: if t.shared { 0 } else { u(t.b_panels) },
-            tiles_n: u(t.tiles_n),
-            tiles: u(tiles),
-            sc: u(t.m * t.n),
-            has_bias: has_bias as u32,
-            alpha: self.alpha,
-        };
         vec![
-            texture::pack(&t.a, t.a_panels, 0, 0),
-            texture::pack(&t.b, t.b_panels, 1, 1),
-            Dispatch {
-                kernel: Kernel::new("matmul_tex", "mm_panel").with("SGS", t.sgs as f64),
-                params: params(&p),
-                binds: vec![
-                    Bind::texture_read(0),
-                    Bind::texture_read(1),
-                    Bind::write(0),
-                    if has_bias {
-                        Bind::read(2)
-                    } else {
-                        Bind::read(0)
-                    },
-                ],
-                grid: [u(tiles), 1, u(t.batch)],
-            },
+            texture::pack(&t.a, t.grid.a_panels, 0, 0),
+            texture::pack(&t.b, t.grid.b_panels, 1, 1),
+            t.grid.product(
+                t.batch,
+                t.shared,
+                self.alpha,
+                has_bias.then_some(Bind::read(2)),
+            ),
         ]
     }
 }
@@ -425,8 +456,8 @@ impl Op for Matmul {
         match inputs {
             [a, b, ..] => match self.tex_plan(a, b, caps) {
                 Some(t) => vec![
-                    texture::texture_size(t.a.k, t.a_panels, t.a.batch),
-                    texture::texture_size(t.b.k, t.b_panels, t.b.batch),
+                    texture::texture_size(t.a.k, t.grid.a_panels, t.a.batch),
+                    texture::texture_size(t.b.k, t.grid.b_panels, t.b.batch),
                 ],
                 None => Vec::new(),
             },

@@ -1227,8 +1227,8 @@ fn encode_copy(
         + copy.bytes_per_row as u64 * (copy.size[1] as u64).saturating_sub(1)
         + copy.size[0] as u64 * 16;
     let have = buffers[buffer].as_ref().map_or(0, |b| b.buffer.size());
-    if copy.offset % 16 != 0
-        || copy.bytes_per_row % 256 != 0
+    if !copy.offset.is_multiple_of(16)
+        || !copy.bytes_per_row.is_multiple_of(256)
         || copy.size[0] > tex.width()
         || copy.size[1] > tex.height()
         || need > have

@@ -326,7 +326,7 @@ impl Attention {
         // copy rows; else the K and V columns with a packing kernel.
         let whole = texture::rows_texture_size(3 * hd, rows);
         if d % 4 == 0
-            && (12 * hd) % 256 == 0
+            && (12 * hd).is_multiple_of(256)
             && whole[0] <= caps.max_texture_dim
             && whole[1] <= caps.max_texture_dim
         {

@@ -294,7 +294,7 @@ impl Conv2d {
             return None;
         }
         let npix = g.ho * g.wo;
-        if npix % 4 != 0 {
+        if !npix.is_multiple_of(4) {
             return None;
         }
         let sizes = [
@@ -887,7 +887,7 @@ impl Conv2dBackwardWeight {
     /// for matmul_tex.wgsl's mm_panel. Needs groups = 1, whole texels of output pixels per
     /// batch entry and K within a texture row (8192 on lavapipe), else the buffer kernels.
     fn tex_grid(&self, caps: &Caps, g: &Geom) -> Option<PanelGrid> {
-        if !caps.texture_operands || self.conv.groups != 1 || (g.ho * g.wo) % 4 != 0 {
+        if !caps.texture_operands || self.conv.groups != 1 || !(g.ho * g.wo).is_multiple_of(4) {
             return None;
         }
         let (m, n, k) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);

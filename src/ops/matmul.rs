@@ -176,7 +176,7 @@ pub(crate) struct PanelGrid {
 impl PanelGrid {
     /// None where `mm_panel` cannot store C (N not a multiple of 4) or the grid is too large.
     pub fn new(m: usize, n: usize, k: usize) -> Option<PanelGrid> {
-        if n % 4 != 0 || m == 0 || n == 0 || k == 0 {
+        if !n.is_multiple_of(4) || m == 0 || n == 0 || k == 0 {
             return None;
         }
         let sgs = n.div_ceil(PANEL_TILE).next_power_of_two().min(8);

@@ -90,13 +90,14 @@ pub fn pack(x: &Operand, panels: usize, input: usize, texture: usize) -> Dispatc
         k4: u(k4),
     };
     let aligned = [x.zs, x.off].iter().all(|v| v % 4 == 0);
-    let (entry, rows_per_y) = if aligned && x.ks == 1 && x.k % 4 == 0 && x.rs % 4 == 0 {
-        ("pack_rows4", 1)
-    } else if aligned && x.rs == 1 && x.rows % 4 == 0 && x.ks % 4 == 0 {
-        ("pack_cols4", 4)
-    } else {
-        ("pack_panels", 1)
-    };
+    let (entry, rows_per_y) =
+        if aligned && x.ks == 1 && x.k.is_multiple_of(4) && x.rs.is_multiple_of(4) {
+            ("pack_rows4", 1)
+        } else if aligned && x.rs == 1 && x.rows.is_multiple_of(4) && x.ks.is_multiple_of(4) {
+            ("pack_cols4", 4)
+        } else {
+            ("pack_panels", 1)
+        };
     Dispatch {
         kernel: Kernel::new("texture_pack", entry),
         params: params(&p),

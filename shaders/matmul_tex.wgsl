@@ -31,10 +31,11 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var ta: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var tb: texture_storage_2d<rgba32float, read>;
-// N is a multiple of 4 (the host checks), so C and the bias are read and written as vec4s: on
-// lavapipe a vec4 store costs about what one scalar store does.
+// N is a multiple of 4 (the host checks), so C is written as vec4s: on lavapipe a vec4 store
+// costs about what one scalar store does. The bias stays scalar: without one, any input (even
+// a single element) stands in for the binding.
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 // Columns col .. col + 3 of rows row0 (lo) and row0 + 8 (hi) of C.
 fn store4(z: u32, row0: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
@@ -43,7 +44,7 @@ fn store4(z: u32, row0: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
     var bv = vec4<f32>(0.0);
     if (p.has_bias != 0u) {
-        bv = bias[col / 4u];
+        bv = vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
     }
     let base = (z * p.sc + col) / 4u;
     if (row0 < p.m) {

@@ -242,3 +242,23 @@ fn bad_inputs_give_clear_errors() {
     );
     let _ = std::fs::remove_dir_all(&t);
 }
+
+/// `unitok info`: the chosen adapter, its limits (texture size included) and features, and
+/// whether the kernels take texture operands on it — on for lavapipe, the CI adapter.
+#[test]
+fn info_prints_limits_features_and_kernel_paths() {
+    let out = unitok(&["info"]);
+    for want in [
+        "chosen:",
+        "max_storage_buffer_binding_size",
+        "max_texture_dimension_2d",
+        "subgroups",
+        "texture operands:",
+        "shader bounds checks:",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The CLI and this process see the same adapter and environment.
+    let on = crate::common::gpu().caps.texture_operands;
+    assert_eq!(out.contains("texture operands: on"), on, "{out}");
+}

@@ -403,6 +403,7 @@ fn info() -> Result<()> {
         "  max_storage_buffers_per_stage     {}",
         c.max_storage_buffers_per_stage
     );
+    println!("  max_texture_dimension_2d          {}", c.max_texture_dim);
     println!("features:");
     println!("  shader_f16       {}", c.shader_f16);
     println!(
@@ -410,6 +411,14 @@ fn info() -> Result<()> {
         c.subgroups, c.subgroup_min, c.subgroup_max
     );
     println!("  timestamp_query  {}", c.timestamps);
+    println!(
+        "texture operands: {}",
+        if c.texture_operands {
+            "on (matmul, convolution and attention read textures; UNITOK_TEXTURE_OPERANDS=0 turns it off)"
+        } else {
+            "off (buffer kernels; on by default only on CPU adapters with 8-lane subgroups)"
+        }
+    );
     println!(
         "shader bounds checks: {}",
         if c.unchecked_shaders {

@@ -7,6 +7,10 @@
 //! `head_average` [B, L, D], the mean of the heads' outputs (UniTok's AttnProjection). With
 //! `save_lse` a second output [B, H, L] holds the natural log-sum-exp of every query row's
 //! scaled logits, which a backward pass uses to recompute the probabilities.
+//!
+//! Kernels (`AttentionKernel`): the portable one (attention.wgsl), the subgroup one for 8-lane
+//! CPU drivers (attention_sg.wgsl), and the same with K and V read from a texture of qkv's
+//! token rows where the adapter takes texture operands (attention_kv_texture.wgsl).
 
 use super::texture::{self, Operand};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};

@@ -6,6 +6,10 @@
 //! workgroup share the channel tile, so weights are the same for the whole workgroup.
 //!
 //! Kernels:
+//! - `conv_tex.wgsl` (adapters that take texture operands — CPU drivers, see `ops::texture` —
+//!   groups = 1, whole vec4s of output pixels): weights and the zero-padded input packed into
+//!   textures (4 channels per texel), then `panel.wgsl`'s 16 × 16 subgroup tile. The weight
+//!   gradient on such adapters packs dy and im2col(x) into panels for matmul_tex's product.
 //! - `conv2d_sg.wgsl` (adapters with subgroups of ≥ 8 lanes, Cout/groups ≥ 32): a 32 × 4 block;
 //!   the weights are loaded cooperatively (8 channels per load instruction) and handed out
 //!   with `subgroupBroadcast`. `conv3_sg` covers 3-wide kernels at stride 1 and 2 (the dense

@@ -31,6 +31,22 @@ pub fn gpu_buffers() -> Arc<Gpu> {
     .clone()
 }
 
+/// Whether the test adapter takes texture operands, for the tests of the texture paths (which
+/// return early where it does not). GPUs do not; a CPU adapter must unless
+/// `UNITOK_TEXTURE_OPERANDS=0` turns them off, so on lavapipe, the CI adapter, those tests can
+/// never silently skip.
+pub fn takes_texture_operands() -> bool {
+    let g = gpu();
+    if !g.caps.texture_operands {
+        let off = std::env::var("UNITOK_TEXTURE_OPERANDS").is_ok_and(|v| v.trim() == "0");
+        assert!(
+            g.info.device_type != wgpu::DeviceType::Cpu || off,
+            "a CPU adapter should take texture operands"
+        );
+    }
+    g.caps.texture_operands
+}
+
 /// xorshift64*: deterministic test data without a dependency.
 pub struct Rng(u64);
 

@@ -36,6 +36,53 @@ fn tol(k: usize) -> (f32, f32) {
     (2e-6 * (k as f32).max(1.0).sqrt() * 4.0, 1e-4)
 }
 
+/// The product kernel `op` encodes for operands of shapes a and b on an adapter with `caps`,
+/// and whether it is the bounds-checked variant.
+fn chosen_kernel(
+    caps: &unitok::device::Caps,
+    op: &Matmul,
+    a: &[usize],
+    b: &[usize],
+) -> (&'static str, bool) {
+    let inputs = [a, b].map(|s| Storage {
+        desc: TensorDesc::f32(s),
+        chunks: vec![RowChunk {
+            start: 0,
+            rows: s[0],
+        }],
+    });
+    let out = op.infer(&[&inputs[0].desc, &inputs[1].desc]).unwrap();
+    let cx = EncodeCx {
+        inputs: &inputs,
+        outputs: &out,
+        output_chunks: &[],
+        scratch: &[],
+        caps,
+    };
+    let d = op.encode(&cx).unwrap();
+    if d.len() == 3 {
+        // Texture path: two packs or copies, then the product.
+        assert_eq!(
+            op.scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
+                .len(),
+            2
+        );
+        return (d[2].kernel.entry, false);
+    }
+    assert_eq!(d.len(), 1);
+    assert!(op
+        .scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
+        .is_empty());
+    let check = d[0]
+        .kernel
+        .constants
+        .iter()
+        .find(|(n, _)| *n == "CHECK")
+        .unwrap()
+        .1;
+    (d[0].kernel.entry, check == 1.0)
+}
+
 fn check(
     op: Matmul,
     batch: &[usize],
@@ -205,43 +252,7 @@ fn variant_selection() {
     let mut small_sg = sg.clone();
     small_sg.subgroup_min = 4;
     let pick = |caps: &unitok::device::Caps, op: Matmul, a: &[usize], b: &[usize]| {
-        let inputs = [a, b].map(|s| Storage {
-            desc: TensorDesc::f32(s),
-            chunks: vec![RowChunk {
-                start: 0,
-                rows: s[0],
-            }],
-        });
-        let out = op.infer(&[&inputs[0].desc, &inputs[1].desc]).unwrap();
-        let cx = EncodeCx {
-            inputs: &inputs,
-            outputs: &out,
-            output_chunks: &[],
-            scratch: &[],
-            caps,
-        };
-        let d = op.encode(&cx).unwrap();
-        if d.len() == 3 {
-            // Texture path: two packs, then the product.
-            assert_eq!(
-                op.scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
-                    .len(),
-                2
-            );
-            return (d[2].kernel.entry, false);
-        }
-        assert_eq!(d.len(), 1);
-        assert!(op
-            .scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
-            .is_empty());
-        let check = d[0]
-            .kernel
-            .constants
-            .iter()
-            .find(|(n, _)| *n == "CHECK")
-            .unwrap()
-            .1;
-        (d[0].kernel.entry, check == 1.0)
+        chosen_kernel(caps, &op, a, b)
     };
     let nn = || Matmul::new(false, false);
     let c = &no_sg;
@@ -283,8 +294,21 @@ fn variant_selection() {
         pick(&small_sg, nn(), &[64, 32], &[32, 256]),
         ("mm_vec", false)
     );
-    // Texture operands: any K and transpose while N is a multiple of 4 and the textures fit.
+    // Texture operands: any K and transpose while N is a multiple of 4 and the textures fit;
+    // A · B with rows of whole 256-byte copy rows is read from plain copies.
     let tt = || Matmul::new(true, true);
+    assert_eq!(pick(&tex, nn(), &[65, 64], &[64, 320]).0, "mm_rows");
+    assert_eq!(pick(&tex, nn(), &[2, 9, 128], &[128, 64]).0, "mm_rows");
+    assert_eq!(pick(&tex, nn(), &[65, 64], &[64, 260]).0, "mm_panel");
+    assert_eq!(pick(&tex, nn(), &[65, 60], &[60, 256]).0, "mm_panel");
+    assert_eq!(
+        pick(&tex, Matmul::new(false, true), &[64, 64], &[64, 64]).0,
+        "mm_panel"
+    );
+    assert_eq!(
+        pick(&tex, Matmul::new(true, false), &[64, 64], &[64, 64]).0,
+        "mm_panel"
+    );
     assert_eq!(pick(&tex, nn(), &[65, 30], &[30, 260]).0, "mm_panel");
     assert_eq!(pick(&tex, tt(), &[2, 7, 5], &[2, 12, 7]).0, "mm_panel");
     assert_eq!(pick(&tex, nn(), &[64, 32], &[32, 7]).0, "mm_scalar");
@@ -345,6 +369,50 @@ fn texture_kernel_around_its_tiles() {
                 seed += 3;
                 case += 1;
             }
+        }
+    }
+}
+
+/// `mm_rows` (A · B from plain copies, 8 × 32·SGS output tiles) around its tile edges: rows
+/// 8 ± 1, columns on and past 32 and 256 (a workgroup of 8 subgroups), K of 1 and 3 copy
+/// rows, batches with a batched and a shared b, bias and alpha; the kernel choice is asserted.
+#[test]
+fn rows_kernel_around_its_tiles() {
+    let gpu = gpu();
+    if !takes_texture_operands() {
+        return;
+    }
+    let mut seed = 1900;
+    for (batch, b_batched) in [(vec![], false), (vec![3], true), (vec![2], false)] {
+        for (case, (m, k, n)) in [
+            (8, 64, 64),
+            (7, 64, 128),
+            (9, 192, 64),
+            (17, 64, 320),
+            (1, 128, 64),
+            (24, 64, 576),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let op = Matmul::new(false, false).scaled(if case % 2 == 0 { 1.0 } else { 0.5 });
+            let (sa, sb) = operands(&op, &batch, b_batched, m, k, n);
+            assert_eq!(
+                chosen_kernel(&gpu.caps, &op, &sa, &sb).0,
+                "mm_rows",
+                "{sa:?} {sb:?}"
+            );
+            let a = rand_tensor(&sa, seed);
+            let b = rand_tensor(&sb, seed + 1);
+            let c = rand_tensor(&[n], seed + 2);
+            let (atol, rtol) = tol(k);
+            let ins: Vec<&HostTensor> = if case % 3 == 0 {
+                vec![&a, &b, &c]
+            } else {
+                vec![&a, &b]
+            };
+            check_op(op, &ins, atol, rtol);
+            seed += 3;
         }
     }
 }

@@ -6,9 +6,11 @@
 // 0.8 ns). So each operand is first copied once into the panel layout of texture_pack.wgsl
 // (one buffer load per element) and the K loop here runs on texture loads only.
 //
-// The register tile is panel.wgsl's (16 × 16 outputs per 8-lane subgroup); a workgroup is
-// SGS subgroups side by side in columns. K past the operands is zero in the textures and the
-// textures cover whole tiles, so only the stores are bounds-checked.
+// mm_panel: the register tile is panel.wgsl's (16 × 16 outputs per 8-lane subgroup); a
+// workgroup is SGS subgroups side by side in columns. K past the operands is zero in the
+// textures and the textures cover whole tiles, so only the stores are bounds-checked.
+// mm_rows (A · B, both row-major with 256-byte rows): the operands are copied as they are by
+// the copy engine (a memcpy), which saves the two packing passes; see its comment.
 
 override SGS: u32 = 8u;
 
@@ -17,7 +19,7 @@ struct Params {
     n: u32,
     k4: u32,
     // Row panels of A and column panels of B per batch entry in their textures (0 for a B
-    // shared by the whole batch).
+    // shared by the whole batch); texture rows per batch entry for mm_rows.
     a_panels: u32,
     b_panels: u32,
     tiles_n: u32,
@@ -78,5 +80,66 @@ fn mm_panel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     let row0 = 8u * p0 + lane;
     for (var h = 0u; h < 4u; h += 1u) {
         store4(z, row0, 8u * q0 + 4u * h, panel_quad(&acc, h, 0u), panel_quad(&acc, h, 1u));
+    }
+}
+
+// Four k of mm_rows: acc[i] += Σ_k a_k(row i, broadcast from lane i) · b_k, where b0 .. b3 hold
+// the lane's 4 columns at those k. Accumulator-major, as panel_step.
+fn rows_step(acc: ptr<function, array<vec4<f32>, 8>>, a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) {
+    let a0 = subgroupBroadcast(a, 0u);
+    (*acc)[0] = fma(vec4<f32>(a0.w), b3, fma(vec4<f32>(a0.z), b2, fma(vec4<f32>(a0.y), b1, fma(vec4<f32>(a0.x), b0, (*acc)[0]))));
+    let a1 = subgroupBroadcast(a, 1u);
+    (*acc)[1] = fma(vec4<f32>(a1.w), b3, fma(vec4<f32>(a1.z), b2, fma(vec4<f32>(a1.y), b1, fma(vec4<f32>(a1.x), b0, (*acc)[1]))));
+    let a2 = subgroupBroadcast(a, 2u);
+    (*acc)[2] = fma(vec4<f32>(a2.w), b3, fma(vec4<f32>(a2.z), b2, fma(vec4<f32>(a2.y), b1, fma(vec4<f32>(a2.x), b0, (*acc)[2]))));
+    let a3 = subgroupBroadcast(a, 3u);
+    (*acc)[3] = fma(vec4<f32>(a3.w), b3, fma(vec4<f32>(a3.z), b2, fma(vec4<f32>(a3.y), b1, fma(vec4<f32>(a3.x), b0, (*acc)[3]))));
+    let a4 = subgroupBroadcast(a, 4u);
+    (*acc)[4] = fma(vec4<f32>(a4.w), b3, fma(vec4<f32>(a4.z), b2, fma(vec4<f32>(a4.y), b1, fma(vec4<f32>(a4.x), b0, (*acc)[4]))));
+    let a5 = subgroupBroadcast(a, 5u);
+    (*acc)[5] = fma(vec4<f32>(a5.w), b3, fma(vec4<f32>(a5.z), b2, fma(vec4<f32>(a5.y), b1, fma(vec4<f32>(a5.x), b0, (*acc)[5]))));
+    let a6 = subgroupBroadcast(a, 6u);
+    (*acc)[6] = fma(vec4<f32>(a6.w), b3, fma(vec4<f32>(a6.z), b2, fma(vec4<f32>(a6.y), b1, fma(vec4<f32>(a6.x), b0, (*acc)[6]))));
+    let a7 = subgroupBroadcast(a, 7u);
+    (*acc)[7] = fma(vec4<f32>(a7.w), b3, fma(vec4<f32>(a7.z), b2, fma(vec4<f32>(a7.y), b1, fma(vec4<f32>(a7.x), b0, (*acc)[7]))));
+}
+
+// A · B with both operands row-major in their own memory layout, as buffer → texture copies
+// wrote them (no packing kernel): A texel (k4, z·a_panels + row) = A[row, 4k4 .. 4k4 + 3],
+// B texel (c4, z·b_panels + k) = B[k, 4c4 .. 4c4 + 3] (here a_panels and b_panels count
+// texture rows per batch entry: M and K, or 0 for a shared B). One subgroup computes 8 rows ×
+// 32 columns: lane l owns columns 4c4 .. 4c4 + 3 of all 8 rows — one B texel per k, 8 lanes
+// reading 128 contiguous bytes — and row l's A texel is shared by subgroupBroadcast: 128 FMAs
+// per 5 texture loads and half the broadcasts of mm_panel. K is a multiple of 4 (the copies
+// need it); rows and columns past the operands read other valid texels and are never stored.
+@compute @workgroup_size(8 * SGS)
+fn mm_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) sg: u32) {
+    let tile = linear_workgroup(wg, nwg);
+    if (tile >= p.tiles) {
+        return;
+    }
+    let z = wg.z;
+    let r0 = 8u * (tile / p.tiles_n);
+    let c4 = 8u * (SGS * (tile % p.tiles_n) + sg) + lane;
+    let ya = z * p.a_panels + r0 + lane;
+    let yb = z * p.b_panels;
+    var acc: array<vec4<f32>, 8>;
+    for (var k4 = 0u; k4 < p.k4; k4 += 1u) {
+        let kb = yb + 4u * k4;
+        rows_step(&acc, textureLoad(ta, vec2<u32>(k4, ya)), textureLoad(tb, vec2<u32>(c4, kb)), textureLoad(tb, vec2<u32>(c4, kb + 1u)), textureLoad(tb, vec2<u32>(c4, kb + 2u)), textureLoad(tb, vec2<u32>(c4, kb + 3u)));
+    }
+    let col = 4u * c4;
+    if (col >= p.n) {
+        return;
+    }
+    var bv = vec4<f32>(0.0);
+    if (p.has_bias != 0u) {
+        bv = vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+    }
+    let base = z * p.sc / 4u + c4;
+    for (var i = 0u; i < 8u; i += 1u) {
+        if (r0 + i < p.m) {
+            c[base + (r0 + i) * p.n / 4u] = p.alpha * acc[i] + bv;
+        }
     }
 }

@@ -21,7 +21,7 @@
 //! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
 
 use super::texture::{self, Operand, PANEL};
-use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};
 use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
@@ -240,6 +240,41 @@ struct TexPlan {
     grid: PanelGrid,
     batch: usize,
     shared: bool,
+    /// A · B with both operands copied as they are (`mm_rows`) instead of packed into panels.
+    rows: Option<RowsPlan>,
+}
+
+/// `mm_rows` (shaders/matmul_tex.wgsl): the copies of A and B into textures 0 and 1, and its
+/// grid of 8 × 32·sgs output tiles.
+#[derive(Clone, Copy, Debug)]
+struct RowsPlan {
+    a: TextureCopy,
+    b: TextureCopy,
+    sgs: usize,
+    tiles_m: usize,
+    tiles_n: usize,
+}
+
+/// Output columns of one `mm_rows` subgroup: a texel of 4 per lane.
+const ROWS_TILE_N: usize = 4 * PANEL;
+
+impl RowsPlan {
+    /// Where A · B (row-major, not transposed) can be read from plain copies: rows of whole
+    /// 256-byte copy rows and textures within the limits.
+    fn new(a: &Operand, b: &Operand, grid: &PanelGrid, batch: usize, caps: &Caps) -> Option<Self> {
+        if a.ks != 1 || b.rs != 1 || batch > caps.max_workgroups_per_dim as usize {
+            return None;
+        }
+        let n = grid.n;
+        let sgs = n.div_ceil(ROWS_TILE_N).next_power_of_two().min(8);
+        Some(RowsPlan {
+            a: texture::natural_copy(a, caps)?,
+            b: texture::natural_copy(b, caps)?,
+            sgs,
+            tiles_m: grid.m.div_ceil(PANEL),
+            tiles_n: n.div_ceil(ROWS_TILE_N * sgs),
+        })
+    }
 }
 
 #[repr(C)]
@@ -333,25 +368,59 @@ impl Matmul {
                 batch: b_batch,
             }
         };
+        let rows = if self.trans_a || self.trans_b {
+            None
+        } else {
+            RowsPlan::new(&a_op, &b_op, &grid, batch, caps)
+        };
         Some(TexPlan {
             a: a_op,
             b: b_op,
             grid,
             batch,
             shared: d.shared,
+            rows,
         })
     }
 
     fn encode_tex(&self, t: &TexPlan, has_bias: bool) -> Vec<Dispatch> {
+        let bias = has_bias.then_some(Bind::read(2));
+        let Some(r) = t.rows else {
+            return vec![
+                texture::pack(&t.a, t.grid.a_panels, 0, 0),
+                texture::pack(&t.b, t.grid.b_panels, 1, 1),
+                t.grid.product(t.batch, t.shared, self.alpha, bias),
+            ];
+        };
+        let u = |v: usize| v as u32;
+        let g = &t.grid;
+        let p = PanelParams {
+            m: u(g.m),
+            n: u(g.n),
+            k4: u(g.k / 4),
+            a_panels: u(g.m),
+            b_panels: if t.shared { 0 } else { u(g.k) },
+            tiles_n: u(r.tiles_n),
+            tiles: u(r.tiles_m * r.tiles_n),
+            sc: u(g.m * g.n),
+            has_bias: has_bias as u32,
+            alpha: self.alpha,
+        };
         vec![
-            texture::pack(&t.a, t.grid.a_panels, 0, 0),
-            texture::pack(&t.b, t.grid.b_panels, 1, 1),
-            t.grid.product(
-                t.batch,
-                t.shared,
-                self.alpha,
-                has_bias.then_some(Bind::read(2)),
-            ),
+            Dispatch::copy_to_texture(0, 0, r.a),
+            Dispatch::copy_to_texture(1, 1, r.b),
+            Dispatch {
+                kernel: Kernel::new("matmul_tex", "mm_rows").with("SGS", r.sgs as f64),
+                params: params(&p),
+                binds: vec![
+                    Bind::texture_read(0),
+                    Bind::texture_read(1),
+                    Bind::write(0),
+                    // Without a bias, any input stands in for the unread binding.
+                    bias.unwrap_or(Bind::read(0)),
+                ],
+                grid: [u(r.tiles_m * r.tiles_n), 1, u(t.batch)],
+            },
         ]
     }
 }
@@ -453,19 +522,20 @@ impl Op for Matmul {
     }
 
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
-        match inputs {
-            [a, b, ..] => match self.tex_plan(a, b, caps) {
-                Some(t) => vec![
-                    texture::texture_size(t.a.k, t.grid.a_panels, t.a.batch),
-                    texture::texture_size(t.b.k, t.grid.b_panels, t.b.batch),
-                ],
-                None => Vec::new(),
-            },
-            _ => Vec::new(),
+        let [a, b, ..] = inputs else {
+            return Vec::new();
+        };
+        match self.tex_plan(a, b, caps) {
+            Some(TexPlan { rows: Some(r), .. }) => vec![r.a.size, r.b.size],
+            Some(t) => vec![
+                texture::texture_size(t.a.k, t.grid.a_panels, t.a.batch),
+                texture::texture_size(t.b.k, t.grid.b_panels, t.b.batch),
+            ],
+            None => Vec::new(),
         }
     }
 
-    /// Texture 0 is packed from a, texture 1 from b.
+    /// Texture 0 is filled from a, texture 1 from b.
     fn texture_source(&self, t: usize) -> Option<usize> {
         (t < 2).then_some(t)
     }

@@ -13,7 +13,7 @@
 //! Row layout (`pack_rows`): texel (k4, r) holds row r, columns 4·k4 .. 4·k4 + 3, for kernels
 //! whose lanes read along one row (attention's keys and values).
 
-use super::{groups, params, Bind, Dispatch, Kernel};
+use super::{groups, params, Bind, Dispatch, Kernel, TextureCopy};
 use crate::device::Caps;
 
 /// Rows per panel = lanes of the subgroups that read them.
@@ -146,4 +146,35 @@ pub fn pack_rows(x: &Operand, input: usize, texture: usize) -> Dispatch {
         binds: vec![Bind::read(input), Bind::texture_write(texture)],
         grid: [groups(k4, 64), u(x.rows), 1],
     }
+}
+
+/// The copy-engine fill of operand `x` into a texture in its own memory layout ("natural"):
+/// texel (c4, y) = memory row y, columns 4·c4 .. 4·c4 + 3, where the memory rows are x's rows
+/// (ks = 1) or its k (rs = 1, a transpose), batch entries stacked. None where the copy engine
+/// cannot do it: a memory row not a whole number of 256-byte copy rows, an offset not on a
+/// texel, batch entries not back to back, or a texture over the limit.
+pub fn natural_copy(x: &Operand, caps: &Caps) -> Option<TextureCopy> {
+    let (cols, stride, lines) = if x.ks == 1 {
+        (x.k, x.rs, x.rows)
+    } else if x.rs == 1 {
+        (x.rows, x.ks, x.k)
+    } else {
+        return None;
+    };
+    let size = [cols / 4, x.batch * lines];
+    let max = caps.max_texture_dim as usize;
+    let ok = cols > 0
+        && cols.is_multiple_of(4)
+        && stride >= cols
+        && (4 * stride).is_multiple_of(256)
+        && x.off.is_multiple_of(4)
+        && (x.batch == 1 || x.zs == lines * stride)
+        && size[0] <= max
+        && size[1] <= max
+        && 4 * stride <= u32::MAX as usize;
+    ok.then(|| TextureCopy {
+        offset: 4 * x.off as u64,
+        bytes_per_row: (4 * stride) as u32,
+        size: [size[0] as u32, size[1] as u32],
+    })
 }

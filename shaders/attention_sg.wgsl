@@ -1,6 +1,7 @@
 // Fused multi-head attention, flash style, subgroup variant (needs subgroups of at least 8
 // invocations). src/shaders.rs prepends the K/V loader `kv4`: attention_kv_buffer.wgsl (module
-// attention_sg) or attention_kv_texture.wgsl (module attention_tex, texture operands). Same contract, params, flags and layout as attention.wgsl, but K and V never go
+// attention_sg) or attention_kv_texture.wgsl (module attention_tex, texture operands), which
+// also loads the q rows (`q16`). Same contract, params, flags and layout as attention.wgsl, but K and V never go
 // through workgroup memory: per key, invocation t of every group of 8 loads 4 of the key's
 // elements straight from the input (dims 4t..4t+3 of each 32-dim chunk) and subgroupBroadcast
 // hands them to every invocation. Each element is then loaded once per subgroup instead of
@@ -31,7 +32,6 @@ struct Params {
     scale: f32,            // softmax scale · log2(e)
     inv_heads: f32,        // 1/H (averaging)
     flags: u32,            // 1: causal (mask key j > query i), 2: average the heads, 4: write lse
-    tex_col0: u32,         // texture operands: the qkv column at texel x = 0
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -101,13 +101,12 @@ fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
     store16(base, d, v);
 }
 
-// q·k over one 32-dim chunk whose piece 4t..4t+3 this invocation holds in `kc`.
-fn qk32(qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
-    var a = qa[0] * subgroupBroadcast(kc, 0u) + qa[1] * subgroupBroadcast(kc, 1u)
-        + qa[2] * subgroupBroadcast(kc, 2u) + qa[3] * subgroupBroadcast(kc, 3u);
+// acc + q·k over one 32-dim chunk whose piece 4t..4t+3 this invocation holds in `kc`, as
+// explicit FMAs (the driver does not contract a * b + c).
+fn qk32(acc: vec4<f32>, qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
+    var a = fma(qa[3], subgroupBroadcast(kc, 3u), fma(qa[2], subgroupBroadcast(kc, 2u), fma(qa[1], subgroupBroadcast(kc, 1u), fma(qa[0], subgroupBroadcast(kc, 0u), acc))));
     if (DV > 4u) {
-        a += qb[0] * subgroupBroadcast(kc, 4u) + qb[1] * subgroupBroadcast(kc, 5u)
-            + qb[2] * subgroupBroadcast(kc, 6u) + qb[3] * subgroupBroadcast(kc, 7u);
+        a = fma(qb[3], subgroupBroadcast(kc, 7u), fma(qb[2], subgroupBroadcast(kc, 6u), fma(qb[1], subgroupBroadcast(kc, 5u), fma(qb[0], subgroupBroadcast(kc, 4u), a))));
     }
     return a;
 }
@@ -116,59 +115,113 @@ fn qk32(qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
 // rows; t4 = 4·(lane mod 8). The key is loaded once for all rows.
 fn score4(b: u32, key: u32, col: u32, t4: u32) -> vec4<f32> {
     let k0 = kv4(b, key, col, t4);
-    var a0 = qk32(q0[0], q0[1], k0);
-    var a1 = qk32(q1[0], q1[1], k0);
-    var a2 = qk32(q2[0], q2[1], k0);
-    var a3 = qk32(q3[0], q3[1], k0);
+    let zero = vec4<f32>(0.0);
+    var a0 = qk32(zero, q0[0], q0[1], k0);
+    var a1 = qk32(zero, q1[0], q1[1], k0);
+    var a2 = qk32(zero, q2[0], q2[1], k0);
+    var a3 = qk32(zero, q3[0], q3[1], k0);
     if (DV > 8u) {
         let k1 = kv4(b, key, col, 32u + t4);
-        a0 += qk32(q0[2], q0[3], k1);
-        a1 += qk32(q1[2], q1[3], k1);
-        a2 += qk32(q2[2], q2[3], k1);
-        a3 += qk32(q3[2], q3[3], k1);
+        a0 = qk32(a0, q0[2], q0[3], k1);
+        a1 = qk32(a1, q1[2], q1[3], k1);
+        a2 = qk32(a2, q2[2], q2[3], k1);
+        a3 = qk32(a3, q3[2], q3[3], k1);
     }
     return vec4<f32>((a0.x + a0.y) + (a0.z + a0.w), (a1.x + a1.y) + (a1.z + a1.w), (a2.x + a2.y) + (a2.z + a2.w), (a3.x + a3.y) + (a3.z + a3.w));
 }
 
-struct Pair {
-    lo: mat4x4<f32>, // dims held by lanes 0..3 of a 32-dim chunk
-    hi: mat4x4<f32>, // lanes 4..7
-}
-
-// Σ_t w[t] · v_t over four keys for one 32-dim chunk; v_t = this lane's piece of key t.
-fn pv4(w: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> Pair {
-    var r: Pair;
-    r.lo = mat4x4<f32>(
-        w.x * subgroupBroadcast(a, 0u) + w.y * subgroupBroadcast(b, 0u) + w.z * subgroupBroadcast(c, 0u) + w.w * subgroupBroadcast(d, 0u),
-        w.x * subgroupBroadcast(a, 1u) + w.y * subgroupBroadcast(b, 1u) + w.z * subgroupBroadcast(c, 1u) + w.w * subgroupBroadcast(d, 1u),
-        w.x * subgroupBroadcast(a, 2u) + w.y * subgroupBroadcast(b, 2u) + w.z * subgroupBroadcast(c, 2u) + w.w * subgroupBroadcast(d, 2u),
-        w.x * subgroupBroadcast(a, 3u) + w.y * subgroupBroadcast(b, 3u) + w.z * subgroupBroadcast(c, 3u) + w.w * subgroupBroadcast(d, 3u));
-    if (DV > 4u) {
-        r.hi = mat4x4<f32>(
-            w.x * subgroupBroadcast(a, 4u) + w.y * subgroupBroadcast(b, 4u) + w.z * subgroupBroadcast(c, 4u) + w.w * subgroupBroadcast(d, 4u),
-            w.x * subgroupBroadcast(a, 5u) + w.y * subgroupBroadcast(b, 5u) + w.z * subgroupBroadcast(c, 5u) + w.w * subgroupBroadcast(d, 5u),
-            w.x * subgroupBroadcast(a, 6u) + w.y * subgroupBroadcast(b, 6u) + w.z * subgroupBroadcast(c, 6u) + w.w * subgroupBroadcast(d, 6u),
-            w.x * subgroupBroadcast(a, 7u) + w.y * subgroupBroadcast(b, 7u) + w.z * subgroupBroadcast(c, 7u) + w.w * subgroupBroadcast(d, 7u));
-    }
-    return r;
-}
-
-struct Pair4 {
-    r0: Pair,
-    r1: Pair,
-    r2: Pair,
-    r3: Pair,
-}
-
-// Σ_j w_j · v_j over the 4 keys j0..j3 of the group (batch entry z, head rows at column col)
-// for the chunk at `off`, with the weights of each row (w0..w3); the values are loaded once
-// for all rows.
-fn pv_chunk4(z: u32, col: u32, off: u32, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) -> Pair4 {
+// o_r = o_r · al_r + Σ_j w_r[j] · v_j for the 4 rows r, over the 32-dim chunk whose texel
+// `off` this lane holds (o matrices mb, mb + 1), for the 4 keys j0..j3 of the group (batch
+// entry z, head rows at column col). The values are loaded once for all rows. Accumulator-
+// major (see panel.wgsl): each o column takes its rescale and 4 FMAs in a row, so the spilled
+// row state is loaded and stored once per 4 keys, and no per-row partial sums are kept.
+fn pv_chunk(z: u32, col: u32, off: u32, mb: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) {
     let a = kv4(z, j0, col, off);
     let b = kv4(z, j1, col, off);
     let c = kv4(z, j2, col, off);
     let d = kv4(z, j3, col, off);
-    return Pair4(pv4(w0, a, b, c, d), pv4(w1, a, b, c, d), pv4(w2, a, b, c, d), pv4(w3, a, b, c, d));
+    {
+        let va = subgroupBroadcast(a, 0u);
+        let vb = subgroupBroadcast(b, 0u);
+        let vc = subgroupBroadcast(c, 0u);
+        let vd = subgroupBroadcast(d, 0u);
+        o0[mb][0u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][0u] * al.x))));
+        o1[mb][0u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][0u] * al.y))));
+        o2[mb][0u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][0u] * al.z))));
+        o3[mb][0u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][0u] * al.w))));
+    }
+    {
+        let va = subgroupBroadcast(a, 1u);
+        let vb = subgroupBroadcast(b, 1u);
+        let vc = subgroupBroadcast(c, 1u);
+        let vd = subgroupBroadcast(d, 1u);
+        o0[mb][1u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][1u] * al.x))));
+        o1[mb][1u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][1u] * al.y))));
+        o2[mb][1u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][1u] * al.z))));
+        o3[mb][1u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][1u] * al.w))));
+    }
+    {
+        let va = subgroupBroadcast(a, 2u);
+        let vb = subgroupBroadcast(b, 2u);
+        let vc = subgroupBroadcast(c, 2u);
+        let vd = subgroupBroadcast(d, 2u);
+        o0[mb][2u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][2u] * al.x))));
+        o1[mb][2u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][2u] * al.y))));
+        o2[mb][2u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][2u] * al.z))));
+        o3[mb][2u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][2u] * al.w))));
+    }
+    {
+        let va = subgroupBroadcast(a, 3u);
+        let vb = subgroupBroadcast(b, 3u);
+        let vc = subgroupBroadcast(c, 3u);
+        let vd = subgroupBroadcast(d, 3u);
+        o0[mb][3u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][3u] * al.x))));
+        o1[mb][3u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][3u] * al.y))));
+        o2[mb][3u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][3u] * al.z))));
+        o3[mb][3u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][3u] * al.w))));
+    }
+    if (DV > 4u) {
+        {
+            let va = subgroupBroadcast(a, 4u);
+            let vb = subgroupBroadcast(b, 4u);
+            let vc = subgroupBroadcast(c, 4u);
+            let vd = subgroupBroadcast(d, 4u);
+            o0[mb + 1u][0u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][0u] * al.x))));
+            o1[mb + 1u][0u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][0u] * al.y))));
+            o2[mb + 1u][0u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][0u] * al.z))));
+            o3[mb + 1u][0u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][0u] * al.w))));
+        }
+        {
+            let va = subgroupBroadcast(a, 5u);
+            let vb = subgroupBroadcast(b, 5u);
+            let vc = subgroupBroadcast(c, 5u);
+            let vd = subgroupBroadcast(d, 5u);
+            o0[mb + 1u][1u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][1u] * al.x))));
+            o1[mb + 1u][1u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][1u] * al.y))));
+            o2[mb + 1u][1u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][1u] * al.z))));
+            o3[mb + 1u][1u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][1u] * al.w))));
+        }
+        {
+            let va = subgroupBroadcast(a, 6u);
+            let vb = subgroupBroadcast(b, 6u);
+            let vc = subgroupBroadcast(c, 6u);
+            let vd = subgroupBroadcast(d, 6u);
+            o0[mb + 1u][2u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][2u] * al.x))));
+            o1[mb + 1u][2u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][2u] * al.y))));
+            o2[mb + 1u][2u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][2u] * al.z))));
+            o3[mb + 1u][2u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][2u] * al.w))));
+        }
+        {
+            let va = subgroupBroadcast(a, 7u);
+            let vb = subgroupBroadcast(b, 7u);
+            let vc = subgroupBroadcast(c, 7u);
+            let vd = subgroupBroadcast(d, 7u);
+            o0[mb + 1u][3u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][3u] * al.x))));
+            o1[mb + 1u][3u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][3u] * al.y))));
+            o2[mb + 1u][3u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][3u] * al.z))));
+            o3[mb + 1u][3u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][3u] * al.w))));
+        }
+    }
 }
 
 // Mask keys k..k+3 for query row qi: past L, or after qi when causal.
@@ -208,7 +261,6 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let i3 = row0 + 3u * BQ + li;   // query row 3 of this invocation
     let ok3 = i3 < L;
     let qi3 = min(i3, L - 1u);  // rows past L compute on a real row and write nothing
-    let in_b = b * p.in_batch;
     // Keys this tile of queries can see.
     var kend = L;
     if (causal) { kend = min(L, row0 + 4u * BQ); }
@@ -218,31 +270,28 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 
     for (var h = h_begin; h < h_end; h++) {
-        let qb0 = in_b + qi0 * p.in_row + p.q_col + h * p.in_head;
-        q0[0] = load16(qb0, 0u) * p.scale;
-        if (DV > 4u) { q0[1] = load16(qb0, 16u) * p.scale; }
-        if (DV > 8u) { q0[2] = load16(qb0, 32u) * p.scale; q0[3] = load16(qb0, 48u) * p.scale; }
+        let hq = p.q_col + h * p.in_head;
+        q0[0] = q16(b, qi0, hq, 0u) * p.scale;
+        if (DV > 4u) { q0[1] = q16(b, qi0, hq, 16u) * p.scale; }
+        if (DV > 8u) { q0[2] = q16(b, qi0, hq, 32u) * p.scale; q0[3] = q16(b, qi0, hq, 48u) * p.scale; }
         o0[0] = zero; o0[1] = zero; o0[2] = zero; o0[3] = zero;
         var m0 = NEG;
         var l0 = 0.0;
-        let qb1 = in_b + qi1 * p.in_row + p.q_col + h * p.in_head;
-        q1[0] = load16(qb1, 0u) * p.scale;
-        if (DV > 4u) { q1[1] = load16(qb1, 16u) * p.scale; }
-        if (DV > 8u) { q1[2] = load16(qb1, 32u) * p.scale; q1[3] = load16(qb1, 48u) * p.scale; }
+        q1[0] = q16(b, qi1, hq, 0u) * p.scale;
+        if (DV > 4u) { q1[1] = q16(b, qi1, hq, 16u) * p.scale; }
+        if (DV > 8u) { q1[2] = q16(b, qi1, hq, 32u) * p.scale; q1[3] = q16(b, qi1, hq, 48u) * p.scale; }
         o1[0] = zero; o1[1] = zero; o1[2] = zero; o1[3] = zero;
         var m1 = NEG;
         var l1 = 0.0;
-        let qb2 = in_b + qi2 * p.in_row + p.q_col + h * p.in_head;
-        q2[0] = load16(qb2, 0u) * p.scale;
-        if (DV > 4u) { q2[1] = load16(qb2, 16u) * p.scale; }
-        if (DV > 8u) { q2[2] = load16(qb2, 32u) * p.scale; q2[3] = load16(qb2, 48u) * p.scale; }
+        q2[0] = q16(b, qi2, hq, 0u) * p.scale;
+        if (DV > 4u) { q2[1] = q16(b, qi2, hq, 16u) * p.scale; }
+        if (DV > 8u) { q2[2] = q16(b, qi2, hq, 32u) * p.scale; q2[3] = q16(b, qi2, hq, 48u) * p.scale; }
         o2[0] = zero; o2[1] = zero; o2[2] = zero; o2[3] = zero;
         var m2 = NEG;
         var l2 = 0.0;
-        let qb3 = in_b + qi3 * p.in_row + p.q_col + h * p.in_head;
-        q3[0] = load16(qb3, 0u) * p.scale;
-        if (DV > 4u) { q3[1] = load16(qb3, 16u) * p.scale; }
-        if (DV > 8u) { q3[2] = load16(qb3, 32u) * p.scale; q3[3] = load16(qb3, 48u) * p.scale; }
+        q3[0] = q16(b, qi3, hq, 0u) * p.scale;
+        if (DV > 4u) { q3[1] = q16(b, qi3, hq, 16u) * p.scale; }
+        if (DV > 8u) { q3[2] = q16(b, qi3, hq, 32u) * p.scale; q3[3] = q16(b, qi3, hq, 48u) * p.scale; }
         o3[0] = zero; o3[1] = zero; o3[2] = zero; o3[3] = zero;
         var m3 = NEG;
         var l3 = 0.0;
@@ -287,27 +336,10 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let w3 = exp2(sr3 - mn3);
             l3 = l3 * al3 + dot(w3, vec4<f32>(1.0));
             m3 = mn3;
-            let c0 = pv_chunk4(b, hv, t4, w0, w1, w2, w3, k0, k1, k2, k3);
-            o0[0] = o0[0] * al0 + c0.r0.lo;
-            o1[0] = o1[0] * al1 + c0.r1.lo;
-            o2[0] = o2[0] * al2 + c0.r2.lo;
-            o3[0] = o3[0] * al3 + c0.r3.lo;
-            if (DV > 4u) {
-                o0[1] = o0[1] * al0 + c0.r0.hi;
-                o1[1] = o1[1] * al1 + c0.r1.hi;
-                o2[1] = o2[1] * al2 + c0.r2.hi;
-                o3[1] = o3[1] * al3 + c0.r3.hi;
-            }
+            let al = vec4<f32>(al0, al1, al2, al3);
+            pv_chunk(b, hv, t4, 0u, al, w0, w1, w2, w3, k0, k1, k2, k3);
             if (DV > 8u) {
-                let c1 = pv_chunk4(b, hv, 32u + t4, w0, w1, w2, w3, k0, k1, k2, k3);
-                o0[2] = o0[2] * al0 + c1.r0.lo;
-                o0[3] = o0[3] * al0 + c1.r0.hi;
-                o1[2] = o1[2] * al1 + c1.r1.lo;
-                o1[3] = o1[3] * al1 + c1.r1.hi;
-                o2[2] = o2[2] * al2 + c1.r2.lo;
-                o2[3] = o2[3] * al2 + c1.r2.hi;
-                o3[2] = o3[2] * al3 + c1.r3.lo;
-                o3[3] = o3[3] * al3 + c1.r3.hi;
+                pv_chunk(b, hv, 32u + t4, 2u, al, w0, w1, w2, w3, k0, k1, k2, k3);
             }
         }
         // Normalise; when averaging, the first head writes its share and later heads add

@@ -38,8 +38,6 @@ struct Params {
     inv_heads: f32,
     /// 1: causal, 2: average heads, 4: write lse.
     flags: u32,
-    /// Texture operands: the qkv column at texel x = 0.
-    tex_col0: u32,
 }
 
 /// Largest supported head dim (the kernels keep a row of q and of the output in registers;
@@ -231,7 +229,7 @@ impl Op for Attention {
             return Vec::new();
         }
         match inputs.first().and_then(|x| self.kv_texture(x, caps)) {
-            Some(KvTexture::Copy { size }) => vec![size],
+            Some(KvTexture::Copy(copy)) => vec![copy.size],
             Some(KvTexture::Pack(kv)) => vec![texture::rows_texture_size(kv.k, kv.rows)],
             None => Vec::new(),
         }
@@ -280,7 +278,7 @@ impl Op for Attention {
 /// the K and V columns by a packing kernel (row layout, `ops::texture`).
 #[derive(Clone, Copy, Debug)]
 enum KvTexture {
-    Copy { size: [u32; 2] },
+    Copy(TextureCopy),
     Pack(Operand),
 }
 
@@ -324,28 +322,25 @@ impl Attention {
             return None;
         }
         let (b, l, d) = dims(self, qkv).ok()?;
-        let hd = self.heads * d;
-        let rows = b * l;
-        // Whole token rows with the copy engine where a row is a whole number of 256-byte
-        // copy rows; else the K and V columns with a packing kernel.
-        let whole = texture::rows_texture_size(3 * hd, rows);
-        if d % 4 == 0
-            && (12 * hd).is_multiple_of(256)
-            && whole[0] <= caps.max_texture_dim
-            && whole[1] <= caps.max_texture_dim
-        {
-            return Some(KvTexture::Copy { size: whole });
+        if d % 4 != 0 {
+            return None;
         }
-        let kv = Operand {
-            rows,
-            k: 2 * hd,
-            rs: 3 * hd,
+        // The whole token rows (q, k and v): by the copy engine where a row is a whole number
+        // of 256-byte copy rows, else by a packing kernel.
+        let c = 3 * self.heads * d;
+        let rows = Operand {
+            rows: b * l,
+            k: c,
+            rs: c,
             ks: 1,
             zs: 0,
-            off: hd,
+            off: 0,
             batch: 1,
         };
-        (d % 4 == 0 && texture::rows_fit(caps, &kv)).then_some(KvTexture::Pack(kv))
+        if let Some(copy) = texture::natural_copy(&rows, caps) {
+            return Some(KvTexture::Copy(copy));
+        }
+        texture::rows_fit(caps, &rows).then_some(KvTexture::Pack(rows))
     }
 
     /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;
@@ -389,10 +384,6 @@ impl Attention {
             flags: self.causal as u32
                 | (self.head_average as u32) << 1
                 | (self.save_lse as u32) << 2,
-            tex_col0: match kv {
-                Some(KvTexture::Pack(op)) => op.off as u32,
-                _ => 0,
-            },
         };
         // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
         let kernel = match kind {
@@ -417,16 +408,8 @@ impl Attention {
         let mut binds = vec![Bind::read(0), Bind::write(0), lse];
         let mut out = Vec::new();
         match kv.filter(|_| kind == AttentionKernel::Texture8) {
-            Some(KvTexture::Copy { size }) => {
-                out.push(Dispatch::copy_to_texture(
-                    0,
-                    0,
-                    TextureCopy {
-                        offset: 0,
-                        bytes_per_row: size[0] * 16,
-                        size,
-                    },
-                ));
+            Some(KvTexture::Copy(copy)) => {
+                out.push(Dispatch::copy_to_texture(0, 0, copy));
                 binds.push(Bind::texture_read(0));
             }
             Some(KvTexture::Pack(op)) => {

@@ -19,6 +19,11 @@
 //!   (if `trans_a`) to be multiples of 4, and run without any bounds checks (`CHECK` = false)
 //!   when M and N also fill whole tiles;
 //! - `mm_scalar` (8 rows, scalar loads, clamped indices) takes every other shape.
+//!
+//! On CPU adapters that take texture operands (`Caps::texture_operands`, shaders/matmul_tex.wgsl)
+//! the operands are read from textures instead: `mm_rows` for A · B whose rows are whole
+//! 256-byte copy rows (both copied as they are by the copy engine: no packing pass), else
+//! `mm_panel` on both operands packed into 8-row panels (any transpose; N a multiple of 4).
 
 use super::texture::{self, Operand, PANEL};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};

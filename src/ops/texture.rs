@@ -11,7 +11,9 @@
 //! zero, so the kernels never bounds-check K.
 //!
 //! Row layout (`pack_rows`): texel (k4, r) holds row r, columns 4·k4 .. 4·k4 + 3, for kernels
-//! whose lanes read along one row (attention's keys and values).
+//! whose lanes read along one row (attention's token rows, `mm_rows`). Where the memory rows
+//! are whole 256-byte copy rows, `natural_copy` fills it with the copy engine instead (a memcpy
+//! on CPU adapters, where a packing kernel pays a buffer load and a texture store per texel).
 
 use super::{groups, params, Bind, Dispatch, Kernel, TextureCopy};
 use crate::device::Caps;

@@ -12,11 +12,13 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-// 8 independent vec4 chains so the FMA units are never waiting on one dependency, and the loop
+// 12 independent vec4 chains so the FMA units are never waiting on one dependency, and the loop
 // body unrolled 4× so loop control is not what is measured: on lavapipe a loop trip costs about
 // 1.7× the 8 vec4 FMAs of one step, and with one step per trip this probe read ~2.8× below the
 // ALU peak (14 against 38–41 GFLOP/s within minutes on the same machine).
-// Longer bodies (8× or 16×) measured lower again. Each chain takes exactly `iters` steps.
+// Longer bodies (8× or 16×) measured lower again. Chains: on the 2-core CI machine 8 read
+// ~65 GFLOP/s, 10–14 ~69–71 and 16 less again; 12 it is (a ceiling should not under-read).
+// Each chain takes exactly `iters` steps.
 @compute @workgroup_size(256)
 fn fma_peak(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = linear_workgroup(wg, nwg) * 256u + li;
@@ -25,23 +27,29 @@ fn fma_peak(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     var a0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);
     var a1 = a0 + 0.01; var a2 = a0 + 0.02; var a3 = a0 + 0.03;
     var a4 = a0 + 0.04; var a5 = a0 + 0.05; var a6 = a0 + 0.06; var a7 = a0 + 0.07;
+    var a8 = a0 + 0.08; var a9 = a0 + 0.09; var a10 = a0 + 0.10; var a11 = a0 + 0.11;
     let m = vec4<f32>(0.999);
     let c = vec4<f32>(0.001);
     for (var k = 0u; k < p.iters / 4u; k = k + 1u) {
         a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
         a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+        a8 = fma(a8, m, c); a9 = fma(a9, m, c); a10 = fma(a10, m, c); a11 = fma(a11, m, c);
         a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
         a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+        a8 = fma(a8, m, c); a9 = fma(a9, m, c); a10 = fma(a10, m, c); a11 = fma(a11, m, c);
         a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
         a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+        a8 = fma(a8, m, c); a9 = fma(a9, m, c); a10 = fma(a10, m, c); a11 = fma(a11, m, c);
         a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
         a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+        a8 = fma(a8, m, c); a9 = fma(a9, m, c); a10 = fma(a10, m, c); a11 = fma(a11, m, c);
     }
     for (var k = 0u; k < p.iters % 4u; k = k + 1u) {
         a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
         a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+        a8 = fma(a8, m, c); a9 = fma(a9, m, c); a10 = fma(a10, m, c); a11 = fma(a11, m, c);
     }
-    let t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    let t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
     out[i] = t.x + t.y + t.z + t.w;
 }
 

@@ -117,7 +117,13 @@ pub fn fma_case(quick: bool) -> BenchCase {
     BenchCase {
         kernel: "fma_peak",
         shape: format!("{inv} threads x {iters} iters"),
-        work: Work::Flops(inv as f64 * iters as f64 * 64.0),
+        work: Work::Flops(
+            crate::ops::peak::FmaPeak {
+                invocations: inv,
+                iters,
+            }
+            .flops(),
+        ),
         build: Box::new(move |g| Ok((vec![], g.fma_peak(inv, iters)?))),
     }
 }

@@ -20,8 +20,11 @@ struct Params {
     h: u32,
 }
 
-/// `invocations` threads each run 8 vec4 FMA chains of `iters` steps (4 per loop trip, so
-/// loop control stays out of the measurement): 64·iters flops each.
+/// Independent vec4 FMA chains per thread of `FmaPeak` (shaders/peak.wgsl writes them out).
+const FMA_CHAINS: usize = 12;
+
+/// `invocations` threads each run `FMA_CHAINS` vec4 FMA chains of `iters` steps (4 per loop
+/// trip, so loop control stays out of the measurement): 8·FMA_CHAINS·iters flops each.
 #[derive(Clone, Debug)]
 pub struct FmaPeak {
     pub invocations: usize,
@@ -30,7 +33,7 @@ pub struct FmaPeak {
 
 impl FmaPeak {
     pub fn flops(&self) -> f64 {
-        self.invocations as f64 * self.iters as f64 * 64.0
+        self.invocations as f64 * self.iters as f64 * (8 * FMA_CHAINS) as f64
     }
 }
 
@@ -50,8 +53,7 @@ impl Op for FmaPeak {
                 let s = (i % 1024) as f32 * 0.0009765625;
                 let mut total = 0.0f32;
                 let mut lanes = [0.0f32; 4];
-                for (chain, off) in (0..8).map(|c| (c, c as f32 * 0.01)) {
-                    let _ = chain;
+                for off in (0..FMA_CHAINS).map(|c| c as f32 * 0.01) {
                     for (l, lane) in lanes.iter_mut().enumerate() {
                         let mut a = s + l as f32 * 0.1 + off;
                         for _ in 0..self.iters {

@@ -4,8 +4,9 @@
 //! Each case builds a one-op graph at UniTok-L sizes (the released model; batch 1 unless the
 //! shape says otherwise) with pseudo-random inputs. Timing is GPU-synchronised: `Plan::run` then
 //! `Gpu::wait`, wall clock, median of the repetitions, after one warm-up run (pipeline
-//! compilation and first-touch excluded; see `LONG_RUN` for runs of seconds). Throughput is divided by a ceiling measured on the
-//! same adapter in the same process: the FMA peak for compute-bound kernels (flops, 2 per
+//! compilation and first-touch excluded; see `LONG_RUN` for runs of seconds). Throughput is
+//! divided by a ceiling measured on the same adapter in the same process (the fastest of its
+//! samples, `measure_ceiling`): the FMA peak for compute-bound kernels (flops, 2 per
 //! multiply-add), the vec4 copy bandwidth for memory-bound ones (bytes read + written, each
 //! tensor counted once).
 //!
@@ -406,15 +407,20 @@ fn timed_run(gpu: &Gpu, plan: &mut Plan) -> Result<Duration> {
     Ok(t0.elapsed())
 }
 
-fn median(case: &BenchCase, mut times: Vec<Duration>) -> Measurement {
+/// The sample at `pick(len)` of the sorted times.
+fn summarise(case: &BenchCase, mut times: Vec<Duration>, pick: fn(usize) -> usize) -> Measurement {
     times.sort();
     Measurement {
         kernel: case.kernel.to_string(),
         shape: case.shape.clone(),
-        seconds: times[times.len() / 2].as_secs_f64(),
+        seconds: times[pick(times.len())].as_secs_f64(),
         work: case.work,
         samples: times.len(),
     }
+}
+
+fn median(case: &BenchCase, times: Vec<Duration>) -> Measurement {
+    summarise(case, times, |n| n / 2)
 }
 
 /// Time one case: compile, one warm-up run, then synchronised runs until `reps` samples
@@ -431,6 +437,18 @@ pub fn measure(gpu: &Arc<Gpu>, case: &BenchCase, reps: usize) -> Result<Measurem
         times.push(timed_run(gpu, &mut plan)?);
     }
     Ok(median(case, times))
+}
+
+/// Time a ceiling probe: as `measure`, but the fastest sample. A ceiling is what the adapter
+/// can do at best; on a shared machine interference only ever slows a sample down, and a
+/// median probe that caught a slow phase would inflate every ratio of the run.
+pub fn measure_ceiling(gpu: &Arc<Gpu>, case: &BenchCase, reps: usize) -> Result<Measurement> {
+    let mut plan = prepare(gpu, case)?;
+    timed_run(gpu, &mut plan)?;
+    let times = (0..reps.max(1))
+        .map(|_| timed_run(gpu, &mut plan))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(summarise(case, times, |_| 0))
 }
 
 /// Where one run of a case spends its time: wall time per dispatch label (each dispatch in its

@@ -130,97 +130,34 @@ fn score4(b: u32, key: u32, col: u32, t4: u32) -> vec4<f32> {
     return vec4<f32>((a0.x + a0.y) + (a0.z + a0.w), (a1.x + a1.y) + (a1.z + a1.w), (a2.x + a2.y) + (a2.z + a2.w), (a3.x + a3.y) + (a3.z + a3.w));
 }
 
-// o_r = o_r · al_r + Σ_j w_r[j] · v_j for the 4 rows r, over the 32-dim chunk whose texel
-// `off` this lane holds (o matrices mb, mb + 1), for the 4 keys j0..j3 of the group (batch
-// entry z, head rows at column col). The values are loaded once for all rows. Accumulator-
-// major (see panel.wgsl): each o column takes its rescale and 4 FMAs in a row, so the spilled
-// row state is loaded and stored once per 4 keys, and no per-row partial sums are kept.
+// Column c of o matrix m of the 4 rows: o_r = o_r · al_r + Σ_j w_r[j] · v_j, where va .. vd
+// are the broadcast pieces of the group's 4 values. Accumulator-major (see panel.wgsl): each
+// o column takes its rescale and 4 FMAs in a row, so the spilled row state is loaded and
+// stored once per 4 keys, and no per-row partial sums are kept.
+fn pv_col(m: u32, c: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, va: vec4<f32>, vb: vec4<f32>, vc: vec4<f32>, vd: vec4<f32>) {
+    o0[m][c] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[m][c] * al.x))));
+    o1[m][c] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[m][c] * al.y))));
+    o2[m][c] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[m][c] * al.z))));
+    o3[m][c] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[m][c] * al.w))));
+}
+
+// P·V for the 4 rows over the 32-dim chunk whose texel `off` this lane holds (o matrices mb,
+// mb + 1), for the 4 keys j0..j3 of the group (batch entry z, head rows at column col): the
+// values are loaded once for all rows, and lane t's piece feeds columns 4t .. 4t + 3.
 fn pv_chunk(z: u32, col: u32, off: u32, mb: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) {
     let a = kv4(z, j0, col, off);
     let b = kv4(z, j1, col, off);
     let c = kv4(z, j2, col, off);
     let d = kv4(z, j3, col, off);
-    {
-        let va = subgroupBroadcast(a, 0u);
-        let vb = subgroupBroadcast(b, 0u);
-        let vc = subgroupBroadcast(c, 0u);
-        let vd = subgroupBroadcast(d, 0u);
-        o0[mb][0u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][0u] * al.x))));
-        o1[mb][0u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][0u] * al.y))));
-        o2[mb][0u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][0u] * al.z))));
-        o3[mb][0u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][0u] * al.w))));
-    }
-    {
-        let va = subgroupBroadcast(a, 1u);
-        let vb = subgroupBroadcast(b, 1u);
-        let vc = subgroupBroadcast(c, 1u);
-        let vd = subgroupBroadcast(d, 1u);
-        o0[mb][1u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][1u] * al.x))));
-        o1[mb][1u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][1u] * al.y))));
-        o2[mb][1u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][1u] * al.z))));
-        o3[mb][1u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][1u] * al.w))));
-    }
-    {
-        let va = subgroupBroadcast(a, 2u);
-        let vb = subgroupBroadcast(b, 2u);
-        let vc = subgroupBroadcast(c, 2u);
-        let vd = subgroupBroadcast(d, 2u);
-        o0[mb][2u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][2u] * al.x))));
-        o1[mb][2u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][2u] * al.y))));
-        o2[mb][2u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][2u] * al.z))));
-        o3[mb][2u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][2u] * al.w))));
-    }
-    {
-        let va = subgroupBroadcast(a, 3u);
-        let vb = subgroupBroadcast(b, 3u);
-        let vc = subgroupBroadcast(c, 3u);
-        let vd = subgroupBroadcast(d, 3u);
-        o0[mb][3u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb][3u] * al.x))));
-        o1[mb][3u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb][3u] * al.y))));
-        o2[mb][3u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb][3u] * al.z))));
-        o3[mb][3u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb][3u] * al.w))));
-    }
+    pv_col(mb, 0u, al, w0, w1, w2, w3, subgroupBroadcast(a, 0u), subgroupBroadcast(b, 0u), subgroupBroadcast(c, 0u), subgroupBroadcast(d, 0u));
+    pv_col(mb, 1u, al, w0, w1, w2, w3, subgroupBroadcast(a, 1u), subgroupBroadcast(b, 1u), subgroupBroadcast(c, 1u), subgroupBroadcast(d, 1u));
+    pv_col(mb, 2u, al, w0, w1, w2, w3, subgroupBroadcast(a, 2u), subgroupBroadcast(b, 2u), subgroupBroadcast(c, 2u), subgroupBroadcast(d, 2u));
+    pv_col(mb, 3u, al, w0, w1, w2, w3, subgroupBroadcast(a, 3u), subgroupBroadcast(b, 3u), subgroupBroadcast(c, 3u), subgroupBroadcast(d, 3u));
     if (DV > 4u) {
-        {
-            let va = subgroupBroadcast(a, 4u);
-            let vb = subgroupBroadcast(b, 4u);
-            let vc = subgroupBroadcast(c, 4u);
-            let vd = subgroupBroadcast(d, 4u);
-            o0[mb + 1u][0u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][0u] * al.x))));
-            o1[mb + 1u][0u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][0u] * al.y))));
-            o2[mb + 1u][0u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][0u] * al.z))));
-            o3[mb + 1u][0u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][0u] * al.w))));
-        }
-        {
-            let va = subgroupBroadcast(a, 5u);
-            let vb = subgroupBroadcast(b, 5u);
-            let vc = subgroupBroadcast(c, 5u);
-            let vd = subgroupBroadcast(d, 5u);
-            o0[mb + 1u][1u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][1u] * al.x))));
-            o1[mb + 1u][1u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][1u] * al.y))));
-            o2[mb + 1u][1u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][1u] * al.z))));
-            o3[mb + 1u][1u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][1u] * al.w))));
-        }
-        {
-            let va = subgroupBroadcast(a, 6u);
-            let vb = subgroupBroadcast(b, 6u);
-            let vc = subgroupBroadcast(c, 6u);
-            let vd = subgroupBroadcast(d, 6u);
-            o0[mb + 1u][2u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][2u] * al.x))));
-            o1[mb + 1u][2u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][2u] * al.y))));
-            o2[mb + 1u][2u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][2u] * al.z))));
-            o3[mb + 1u][2u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][2u] * al.w))));
-        }
-        {
-            let va = subgroupBroadcast(a, 7u);
-            let vb = subgroupBroadcast(b, 7u);
-            let vc = subgroupBroadcast(c, 7u);
-            let vd = subgroupBroadcast(d, 7u);
-            o0[mb + 1u][3u] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[mb + 1u][3u] * al.x))));
-            o1[mb + 1u][3u] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[mb + 1u][3u] * al.y))));
-            o2[mb + 1u][3u] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[mb + 1u][3u] * al.z))));
-            o3[mb + 1u][3u] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[mb + 1u][3u] * al.w))));
-        }
+        pv_col(mb + 1u, 0u, al, w0, w1, w2, w3, subgroupBroadcast(a, 4u), subgroupBroadcast(b, 4u), subgroupBroadcast(c, 4u), subgroupBroadcast(d, 4u));
+        pv_col(mb + 1u, 1u, al, w0, w1, w2, w3, subgroupBroadcast(a, 5u), subgroupBroadcast(b, 5u), subgroupBroadcast(c, 5u), subgroupBroadcast(d, 5u));
+        pv_col(mb + 1u, 2u, al, w0, w1, w2, w3, subgroupBroadcast(a, 6u), subgroupBroadcast(b, 6u), subgroupBroadcast(c, 6u), subgroupBroadcast(d, 6u));
+        pv_col(mb + 1u, 3u, al, w0, w1, w2, w3, subgroupBroadcast(a, 7u), subgroupBroadcast(b, 7u), subgroupBroadcast(c, 7u), subgroupBroadcast(d, 7u));
     }
 }
 

@@ -273,3 +273,58 @@ fn kept_weight_textures_follow_every_change() {
         0.0,
     );
 }
+
+/// The same for a texture the copy engine fills (A · B with a weight b: `mm_rows` reads plain
+/// copies): the kept copy of the weight follows every write and zero.
+#[test]
+fn kept_copied_textures_follow_every_change() {
+    let gpu = gpu();
+    if !takes_texture_operands() {
+        return;
+    }
+    let op = unitok::ops::matmul::Matmul::new(false, false);
+    assert_eq!(
+        crate::matmul::chosen_kernel(&gpu.caps, &op, &[9, 64], &[64, 128]).0,
+        "mm_rows"
+    );
+    let mut g = Graph::new();
+    let x = g.input("x", &[9, 64], DType::F32);
+    let w = g.param("w", &[64, 128], DType::F32);
+    let y = g.matmul(x, w, false, false).unwrap();
+    g.mark_output(y);
+    let mut plan = g.compile(&gpu).unwrap();
+    let xv = rand_tensor(&[9, 64], 1);
+    plan.write(x, &xv).unwrap();
+    let expect = |wv: &unitok::HostTensor| {
+        unitok::graph::run_op_cpu(&op, &[&xv, wv])
+            .unwrap()
+            .remove(0)
+    };
+    for (step, wv) in [rand_tensor(&[64, 128], 2), rand_tensor(&[64, 128], 3)]
+        .iter()
+        .enumerate()
+    {
+        plan.write(w, wv).unwrap();
+        for run in 0..2 {
+            plan.run().unwrap();
+            let got = plan.read(y).unwrap();
+            assert_close(
+                &format!("write {step}, run {run}"),
+                &got,
+                &expect(wv),
+                1e-5,
+                1e-5,
+            );
+        }
+    }
+    plan.zero(w).unwrap();
+    plan.run().unwrap();
+    let zeros = unitok::HostTensor::zeros(&[64, 128]);
+    assert_close(
+        "after zero",
+        &plan.read(y).unwrap(),
+        &expect(&zeros),
+        0.0,
+        0.0,
+    );
+}

@@ -38,7 +38,7 @@ fn tol(k: usize) -> (f32, f32) {
 
 /// The product kernel `op` encodes for operands of shapes a and b on an adapter with `caps`,
 /// and whether it is the bounds-checked variant.
-fn chosen_kernel(
+pub(crate) fn chosen_kernel(
     caps: &unitok::device::Caps,
     op: &Matmul,
     a: &[usize],

@@ -207,8 +207,6 @@ pub fn max_binding_from_env() -> Result<Option<u64>> {
     }
 }
 
-/// The runtime checks of an unchecked module: no injected bounds checks; loop bounding and
-/// integer-division checks kept.
 /// Whether the texture-operand kernels run here, and whether they are wanted: by default only
 /// on CPU adapters, where they pay (see the module doc); `UNITOK_TEXTURE_OPERANDS` overrides.
 fn texture_operands(
@@ -241,6 +239,8 @@ fn texture_operands(
     Ok(want && supported)
 }
 
+/// The runtime checks of an unchecked module: no injected bounds checks; loop bounding and
+/// integer-division checks kept.
 fn runtime_checks_unchecked() -> wgpu::ShaderRuntimeChecks {
     let mut c = wgpu::ShaderRuntimeChecks::checked();
     c.bounds_checks = false;

@@ -14,3 +14,23 @@ fn kv4(b: u32, key: u32, col: u32, d: u32) -> vec4<f32> {
 fn q16(b: u32, row: u32, col: u32, d: u32) -> mat4x4<f32> {
     return mat4x4<f32>(kv4(b, row, col, d), kv4(b, row, col, d + 4u), kv4(b, row, col, d + 8u), kv4(b, row, col, d + 12u));
 }
+
+// The output as vec4s: D, the output row, head and batch strides are multiples of 4 here (the
+// host checks D; the rest follow), and on lavapipe one vec4 store costs about what one scalar
+// store does.
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+
+// out[base + d..] = m (dims past D untouched), or += m when `add`.
+fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
+    for (var c = 0u; c < 4u; c++) {
+        let e = d + 4u * c;
+        if (e < p.dim) {
+            let i = (base + e) / 4u;
+            var v = m[c];
+            if (add) {
+                v += out[i];
+            }
+            out[i] = v;
+        }
+    }
+}

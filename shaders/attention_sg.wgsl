@@ -36,7 +36,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
-// binding(2), the output `out`, and its writer `put16` come with the loader.
+// binding(2), the output `out`, and its writer `put16`: attention_out_buffer.wgsl (module
+// attention_sg) or attention_kv_texture.wgsl (vec4 stores).
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 
 // Row state of this invocation's NR = 4 query rows (rows li, BQ + li, 2·BQ + li, 3·BQ + li of

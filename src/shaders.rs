@@ -62,11 +62,18 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/matmul_tex.wgsl")
         ),
     ),
-    ("attention", include_str!("../shaders/attention.wgsl")),
+    (
+        "attention",
+        concat!(
+            include_str!("../shaders/attention.wgsl"),
+            include_str!("../shaders/attention_out_buffer.wgsl")
+        ),
+    ),
     (
         "attention_sg",
         concat!(
             include_str!("../shaders/attention_kv_buffer.wgsl"),
+            include_str!("../shaders/attention_out_buffer.wgsl"),
             include_str!("../shaders/attention_sg.wgsl")
         ),
     ),

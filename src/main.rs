@@ -518,9 +518,8 @@ fn run_bench(
 ) -> Result<()> {
     let gpu = Gpu::new()?;
     let adapter = gpu.info.name.clone();
-    let probe_reps = reps.max(5);
-    let fma = bench::measure_ceiling(&gpu, &bench::fma_case(quick), probe_reps)?;
-    let copy = bench::measure_ceiling(&gpu, &bench::copy_case(quick), probe_reps)?;
+    let fma = bench::measure_ceiling(&gpu, &bench::fma_case(quick))?;
+    let copy = bench::measure_ceiling(&gpu, &bench::copy_case(quick))?;
     let (peak, bw) = (fma.rate(), copy.rate());
     if json {
         println!(
@@ -545,7 +544,8 @@ fn run_bench(
             }
         );
         println!(
-            "ceilings (best of {probe_reps}): FMA peak {peak:.2} GFLOP/s, copy bandwidth {bw:.3} GB/s"
+            "ceilings (best of {}): FMA peak {peak:.2} GFLOP/s, copy bandwidth {bw:.3} GB/s",
+            bench::CEILING_SAMPLES
         );
         println!(
             "{:<16} {:<40} {:>10} {:>3} {:>16} {:>10} {:>7}",

@@ -217,17 +217,22 @@ fn conv_panel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let ox0 = n0 % p.wo;
     let oy1 = n1 / p.wo;
     let ox1 = n1 % p.wo;
-    let taps = p.kh * p.kw;
+    // Uniform reads inside the loops are reloaded per trip and per lane on llvmpipe: hoisted.
+    let kw = p.kw;
+    let stride = p.stride;
+    let c4 = p.c4;
+    let taps = p.kh * kw;
+    let hp = b * p.hp;
     var acc: Panel;
     for (var t = 0u; t < taps; t += 1u) {
-        let ky = t / p.kw;
-        let kx = t % p.kw;
-        let x0 = ox0 * p.stride + kx;
-        let x1 = ox1 * p.stride + kx;
-        let y0 = (b * p.hp + oy0 * p.stride + ky) * p.c4;
-        let y1 = (b * p.hp + oy1 * p.stride + ky) * p.c4;
+        let ky = t / kw;
+        let kx = t % kw;
+        let x0 = ox0 * stride + kx;
+        let x1 = ox1 * stride + kx;
+        let y0 = (hp + oy0 * stride + ky) * c4;
+        let y1 = (hp + oy1 * stride + ky) * c4;
         let ya = p0 * taps + t;
-        for (var ci4 = 0u; ci4 < p.c4; ci4 += 1u) {
+        for (var ci4 = 0u; ci4 < c4; ci4 += 1u) {
             let xk = 8u * ci4 + lane;
             panel_step(&acc, textureLoad(tw, vec2<u32>(xk, ya)), textureLoad(tw, vec2<u32>(xk, ya + taps)), textureLoad(tx, vec2<u32>(x0, y0 + ci4)), textureLoad(tx, vec2<u32>(x1, y1 + ci4)));
         }

@@ -70,8 +70,10 @@ fn mm_panel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     let ya = z * p.a_panels + p0;
     let yb = z * p.b_panels + q0;
     var acc: Panel;
+    // A uniform read inside a loop is reloaded per trip and per lane on llvmpipe: hoisted.
+    let k4n = p.k4;
     // k4 is even (texture_pack pads K with zeros): two texels per trip halve the loop control.
-    for (var k = 0u; k < p.k4; k += 2u) {
+    for (var k = 0u; k < k4n; k += 2u) {
         let x = 8u * k + lane;
         panel_step(&acc, textureLoad(ta, vec2<u32>(x, ya)), textureLoad(ta, vec2<u32>(x, ya + 1u)), textureLoad(tb, vec2<u32>(x, yb)), textureLoad(tb, vec2<u32>(x, yb + 1u)));
         let x2 = x + 8u;
@@ -124,7 +126,8 @@ fn mm_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     let ya = z * p.a_panels + r0 + lane;
     let yb = z * p.b_panels;
     var acc: array<vec4<f32>, 8>;
-    for (var k4 = 0u; k4 < p.k4; k4 += 1u) {
+    let k4n = p.k4;  // hoisted, see mm_panel
+    for (var k4 = 0u; k4 < k4n; k4 += 1u) {
         let kb = yb + 4u * k4;
         rows_step(&acc, textureLoad(ta, vec2<u32>(k4, ya)), textureLoad(tb, vec2<u32>(c4, kb)), textureLoad(tb, vec2<u32>(c4, kb + 1u)), textureLoad(tb, vec2<u32>(c4, kb + 2u)), textureLoad(tb, vec2<u32>(c4, kb + 3u)));
     }

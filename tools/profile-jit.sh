@@ -32,7 +32,7 @@ for _ in $(seq 600); do
     kill -0 $pid 2>/dev/null || { cat "$out/bench.out" >&2; exit 1; }
     sleep 0.2
 done
-sleep 3
+sleep 5
 perf record -q -e cpu-clock -F 2000 -p $pid -o "$out/perf.data" -- sleep "$seconds" >/dev/null 2>&1
 # Executable anonymous mappings: the driver's JIT code.
 awk '$2 ~ /x/ && $6 == "" {print $1}' "/proc/$pid/maps" >"$out/regions"
@@ -67,19 +67,19 @@ with open(os.path.join(out, "annotated.s"), "w") as f:
         f.write(f"{h:6d} {a:x}: {ins}\n")
 jit = sum(h for _, h, _ in rows)
 print(f"samples: {total}, in JIT code: {jit} ({100 * jit / max(total, 1):.1f} %)")
-# Loops: backward jumps; the hottest is the one with the most samples inside.
+# Loops: backward jumps. The hottest is the innermost (smallest) one holding at least half of
+# the samples; an outer loop holds every sample of the loops inside it.
 index = {a: i for i, (a, _, _) in enumerate(rows)}
-best = None
+loops = []
 for i, (a, _, ins) in enumerate(rows):
     m = re.match(r"j\w+\s+0x([0-9a-f]+)", ins)
     if m and int(m.group(1), 16) < a and int(m.group(1), 16) in index:
         lo = index[int(m.group(1), 16)]
-        s = sum(h for _, h, _ in rows[lo:i + 1])
-        if best is None or s > best[0]:
-            best = (s, lo, i)
-if best is None:
+        loops.append((sum(h for _, h, _ in rows[lo:i + 1]), lo, i))
+if not loops:
     sys.exit("no loop found in the JIT code")
-s, lo, hi = best
+hot = [l for l in loops if 2 * l[0] >= jit] or [max(loops)]
+s, lo, hi = min(hot, key=lambda l: l[2] - l[1])
 body = rows[lo:hi + 1]
 print(f"hottest loop: {rows[lo][0]:x}..{rows[hi][0]:x}, {rows[hi][0] - rows[lo][0]} bytes, "
       f"{len(body)} instructions, {100 * s / max(jit, 1):.1f} % of the JIT samples")

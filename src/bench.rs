@@ -5,8 +5,9 @@
 //! shape says otherwise) with pseudo-random inputs. Timing is GPU-synchronised: `Plan::run` then
 //! `Gpu::wait`, wall clock, median of the repetitions, after one warm-up run (pipeline
 //! compilation and first-touch excluded; see `LONG_RUN` for runs of seconds). Throughput is
-//! divided by a ceiling measured on the same adapter in the same process (the fastest of its
-//! samples, `measure_ceiling`): the FMA peak for compute-bound kernels (flops, 2 per
+//! divided by a ceiling measured on the same adapter in the same process (`measure_ceiling`,
+//! the fastest of its samples; `unitok bench` probes before and after the kernels and keeps the
+//! faster reading): the FMA peak for compute-bound kernels (flops, 2 per
 //! multiply-add), the vec4 copy bandwidth for memory-bound ones (bytes read + written, each
 //! tensor counted once).
 //!

@@ -518,21 +518,10 @@ fn run_bench(
 ) -> Result<()> {
     let gpu = Gpu::new()?;
     let adapter = gpu.info.name.clone();
-    let fma = bench::measure_ceiling(&gpu, &bench::fma_case(quick))?;
-    let copy = bench::measure_ceiling(&gpu, &bench::copy_case(quick))?;
-    let (peak, bw) = (fma.rate(), copy.rate());
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"kernel": "fma_peak", "shape": fma.shape, "gflops": peak, "ceiling": peak, "ratio": 1.0, "adapter": adapter})
-        );
-        println!(
-            "{}",
-            serde_json::json!({"kernel": "copy", "shape": copy.shape, "gbps": bw, "ceiling": bw, "ratio": 1.0, "adapter": adapter})
-        );
-    } else {
+    let load_start = load_average();
+    if !json {
         println!("adapter: {}", gpu.describe());
-        if let Some(l) = load_average() {
+        if let Some(l) = &load_start {
             println!("load average: {l}");
         }
         println!(
@@ -543,20 +532,63 @@ fn run_bench(
                 "on (wgpu default)"
             }
         );
+    }
+    let cases: Vec<_> = bench::kernel_cases()
+        .into_iter()
+        .filter(|c| filter.as_deref().is_none_or(|f| c.kernel.contains(f)))
+        .collect();
+    // The ceilings are probed before and after the kernels and the faster reading counts: a
+    // slow phase of this shared machine during one probe would otherwise inflate every ratio.
+    let (fma_case, copy_case) = (bench::fma_case(quick), bench::copy_case(quick));
+    let fma_start = bench::measure_ceiling(&gpu, &fma_case)?;
+    let copy_start = bench::measure_ceiling(&gpu, &copy_case)?;
+    let bar = indicatif::ProgressBar::new(cases.len() as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("bench {msg} [{bar:30}] {pos}/{len}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut rows = Vec::with_capacity(cases.len());
+    for case in &cases {
+        bar.set_message(case.kernel);
+        let m = bench::measure(&gpu, case, reps)?;
+        let dispatches = if profile {
+            bench::profile(&gpu, case)?
+        } else {
+            vec![]
+        };
+        rows.push((m, dispatches));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let fma_end = bench::measure_ceiling(&gpu, &fma_case)?;
+    let copy_end = bench::measure_ceiling(&gpu, &copy_case)?;
+    let peak = fma_start.rate().max(fma_end.rate());
+    let bw = copy_start.rate().max(copy_end.rate());
+    if json {
         println!(
-            "ceilings (best of {}): FMA peak {peak:.2} GFLOP/s, copy bandwidth {bw:.3} GB/s",
-            bench::CEILING_SAMPLES
+            "{}",
+            serde_json::json!({"kernel": "fma_peak", "shape": fma_start.shape, "gflops": peak, "ceiling": peak, "ratio": 1.0, "adapter": adapter, "start": fma_start.rate(), "end": fma_end.rate()})
+        );
+        println!(
+            "{}",
+            serde_json::json!({"kernel": "copy", "shape": copy_start.shape, "gbps": bw, "ceiling": bw, "ratio": 1.0, "adapter": adapter, "start": copy_start.rate(), "end": copy_end.rate()})
+        );
+    } else {
+        let n = bench::CEILING_SAMPLES;
+        println!(
+            "ceilings (best of {n} at the start and {n} at the end): FMA peak {peak:.2} GFLOP/s \
+             ({:.2} / {:.2}), copy bandwidth {bw:.3} GB/s ({:.3} / {:.3})",
+            fma_start.rate(),
+            fma_end.rate(),
+            copy_start.rate(),
+            copy_end.rate()
         );
         println!(
             "{:<16} {:<40} {:>10} {:>3} {:>16} {:>10} {:>7}",
             "kernel", "shape", "ms", "n", "rate", "ceiling", "ratio"
         );
     }
-    for case in bench::kernel_cases() {
-        if filter.as_deref().is_some_and(|f| !case.kernel.contains(f)) {
-            continue;
-        }
-        let m = bench::measure(&gpu, &case, reps)?;
+    for (m, dispatches) in rows {
         let (unit, ceiling) = match m.work {
             Work::Flops(_) => ("gflops", peak),
             Work::Bytes(_) => ("gbps", bw),
@@ -580,16 +612,14 @@ fn run_bench(
                 ratio
             );
         }
-        if profile {
-            for (label, t, n) in bench::profile(&gpu, &case)? {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"kernel": m.kernel, "dispatch": label, "ms": t.as_secs_f64() * 1e3, "count": n})
-                    );
-                } else {
-                    println!("    {:<52} {:>10.1} ms  ×{n}", label, t.as_secs_f64() * 1e3);
-                }
+        for (label, t, n) in dispatches {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"kernel": m.kernel, "dispatch": label, "ms": t.as_secs_f64() * 1e3, "count": n})
+                );
+            } else {
+                println!("    {:<52} {:>10.1} ms  ×{n}", label, t.as_secs_f64() * 1e3);
             }
         }
     }

@@ -26,13 +26,14 @@ cargo build --release --locked -q
 ./target/release/unitok bench --filter "$kernel" --reps 100000 >"$out/bench.out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-# The table header follows the ceiling probes; then one compile and a warm-up run.
+# After the adapter lines: the opening ceiling probes (~3 s), then the kernel's compile and
+# warm-up run.
 for _ in $(seq 600); do
-    grep -q '^kernel ' "$out/bench.out" && break
+    grep -q '^shader bounds checks' "$out/bench.out" && break
     kill -0 $pid 2>/dev/null || { cat "$out/bench.out" >&2; exit 1; }
     sleep 0.2
 done
-sleep 5
+sleep 8
 perf record -q -e cpu-clock -F 2000 -p $pid -o "$out/perf.data" -- sleep "$seconds" >/dev/null 2>&1
 # Executable anonymous mappings: the driver's JIT code.
 awk '$2 ~ /x/ && $6 == "" {print $1}' "/proc/$pid/maps" >"$out/regions"

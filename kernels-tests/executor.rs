@@ -262,16 +262,25 @@ fn kept_weight_textures_follow_every_change() {
             uv = scaled(&uv, 2.0);
         }
     }
+    zero_and_check(
+        &mut plan,
+        w,
+        y,
+        &expect(&unitok::HostTensor::zeros(&[12, 8])),
+    );
+}
+
+/// Zeroes weight `w` on the device and checks output `y` against `expect` exactly: a kept
+/// texture that missed the zero still holds the old weight.
+fn zero_and_check(
+    plan: &mut unitok::graph::Plan,
+    w: unitok::graph::TensorId,
+    y: unitok::graph::TensorId,
+    expect: &unitok::HostTensor,
+) {
     plan.zero(w).unwrap();
     plan.run().unwrap();
-    let zeros = unitok::HostTensor::zeros(&[12, 8]);
-    assert_close(
-        "after zero",
-        &plan.read(y).unwrap(),
-        &expect(&zeros),
-        0.0,
-        0.0,
-    );
+    assert_close("after zero", &plan.read(y).unwrap(), expect, 0.0, 0.0);
 }
 
 /// The same for a texture the copy engine fills (A · B with a weight b: `mm_rows` reads plain
@@ -317,14 +326,10 @@ fn kept_copied_textures_follow_every_change() {
             );
         }
     }
-    plan.zero(w).unwrap();
-    plan.run().unwrap();
-    let zeros = unitok::HostTensor::zeros(&[64, 128]);
-    assert_close(
-        "after zero",
-        &plan.read(y).unwrap(),
-        &expect(&zeros),
-        0.0,
-        0.0,
+    zero_and_check(
+        &mut plan,
+        w,
+        y,
+        &expect(&unitok::HostTensor::zeros(&[64, 128])),
     );
 }

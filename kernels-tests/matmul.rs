@@ -354,23 +354,39 @@ fn texture_kernel_around_its_tiles() {
                 let op = Matmul::new(ta, tb).scaled(if seed % 2 == 0 { 1.0 } else { 0.5 });
                 let (sa, sb) = operands(&op, &batch, b_batched, m, k, n);
                 assert!(takes_textures(&op, &sa, &sb), "{sa:?} {sb:?}");
-                let a = rand_tensor(&sa, seed);
-                let b = rand_tensor(&sb, seed + 1);
-                let c = rand_tensor(&[n], seed + 2);
-                let (atol, rtol) = tol(k);
                 // Every third case with a bias; the others bind a stand-in (a 1-element a
                 // included) for the bias binding.
-                let ins: Vec<&HostTensor> = if case % 3 == 0 {
-                    vec![&a, &b, &c]
-                } else {
-                    vec![&a, &b]
-                };
-                check_op(op, &ins, atol, rtol);
+                check_random(op, &sa, &sb, case % 3 == 0, seed);
                 seed += 3;
                 case += 1;
             }
         }
     }
+}
+
+/// One product of random operands of these shapes (seeds seed, seed + 1, and seed + 2 for the
+/// bias) against the CPU reference, with the tolerance of its K.
+fn check_random(op: Matmul, sa: &[usize], sb: &[usize], with_bias: bool, seed: u64) {
+    let k = if op.trans_a {
+        sa[sa.len() - 2]
+    } else {
+        sa[sa.len() - 1]
+    };
+    let n = if op.trans_b {
+        sb[sb.len() - 2]
+    } else {
+        sb[sb.len() - 1]
+    };
+    let a = rand_tensor(sa, seed);
+    let b = rand_tensor(sb, seed + 1);
+    let c = rand_tensor(&[n], seed + 2);
+    let (atol, rtol) = tol(k);
+    let ins: Vec<&HostTensor> = if with_bias {
+        vec![&a, &b, &c]
+    } else {
+        vec![&a, &b]
+    };
+    check_op(op, &ins, atol, rtol);
 }
 
 /// `mm_rows` (A · B from plain copies, 8 × 32·SGS output tiles) around its tile edges: rows
@@ -402,16 +418,7 @@ fn rows_kernel_around_its_tiles() {
                 "mm_rows",
                 "{sa:?} {sb:?}"
             );
-            let a = rand_tensor(&sa, seed);
-            let b = rand_tensor(&sb, seed + 1);
-            let c = rand_tensor(&[n], seed + 2);
-            let (atol, rtol) = tol(k);
-            let ins: Vec<&HostTensor> = if case % 3 == 0 {
-                vec![&a, &b, &c]
-            } else {
-                vec![&a, &b]
-            };
-            check_op(op, &ins, atol, rtol);
+            check_random(op, &sa, &sb, case % 3 == 0, seed);
             seed += 3;
         }
     }

@@ -222,18 +222,7 @@ impl PanelGrid {
             has_bias: bias.is_some() as u32,
             alpha,
         };
-        Dispatch {
-            kernel: Kernel::new("matmul_tex", "mm_panel").with("SGS", self.sgs as f64),
-            params: params(&p),
-            binds: vec![
-                Bind::texture_read(0),
-                Bind::texture_read(1),
-                Bind::write(0),
-                // Without a bias, any input stands in for the unread binding.
-                bias.unwrap_or(Bind::read(0)),
-            ],
-            grid: [u(tiles), 1, u(batch)],
-        }
+        texture_product("mm_panel", self.sgs, &p, bias, batch)
     }
 }
 
@@ -279,6 +268,29 @@ impl RowsPlan {
             tiles_m: grid.m.div_ceil(PANEL),
             tiles_n: n.div_ceil(ROWS_TILE_N * sgs),
         })
+    }
+}
+
+/// A product kernel of shaders/matmul_tex.wgsl (`mm_panel` or `mm_rows`): A in texture 0, B in
+/// texture 1, C into output 0, `p.tiles` workgroups per batch entry.
+fn texture_product(
+    entry: &'static str,
+    sgs: usize,
+    p: &PanelParams,
+    bias: Option<Bind>,
+    batch: usize,
+) -> Dispatch {
+    Dispatch {
+        kernel: Kernel::new("matmul_tex", entry).with("SGS", sgs as f64),
+        params: params(p),
+        binds: vec![
+            Bind::texture_read(0),
+            Bind::texture_read(1),
+            Bind::write(0),
+            // Without a bias, any input stands in for the unread binding.
+            bias.unwrap_or(Bind::read(0)),
+        ],
+        grid: [p.tiles, 1, batch as u32],
     }
 }
 
@@ -414,18 +426,7 @@ impl Matmul {
         vec![
             Dispatch::copy_to_texture(0, 0, r.a),
             Dispatch::copy_to_texture(1, 1, r.b),
-            Dispatch {
-                kernel: Kernel::new("matmul_tex", "mm_rows").with("SGS", r.sgs as f64),
-                params: params(&p),
-                binds: vec![
-                    Bind::texture_read(0),
-                    Bind::texture_read(1),
-                    Bind::write(0),
-                    // Without a bias, any input stands in for the unread binding.
-                    bias.unwrap_or(Bind::read(0)),
-                ],
-                grid: [u(r.tiles_m * r.tiles_n), 1, u(t.batch)],
-            },
+            texture_product("mm_rows", r.sgs, &p, bias, t.batch),
         ]
     }
 }

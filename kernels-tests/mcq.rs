@@ -3,6 +3,7 @@
 use crate::common::*;
 use unitok::graph::{run_op_cpu, run_op_gpu};
 use unitok::ops::mcq::{dot_f32, normalize_f32, McqArgmax, McqLookup, MCQ_EPS};
+use unitok::ops::Op;
 use unitok::{DType, Graph, HostTensor};
 
 /// Run McqArgmax on both sides. Indices must agree, except where the reference's two
@@ -10,10 +11,31 @@ use unitok::{DType, Graph, HostTensor};
 /// bounded); the GPU's codes must be the unit row of the GPU's own index. Returns the GPU
 /// indices and the number of near-tie flips.
 fn check_mcq(z: &HostTensor, cb: &HostTensor, exact: bool) -> (Vec<u32>, usize) {
-    let label = format!("mcq_argmax on {:?} x {:?}", z.shape, cb.shape);
+    // Where the adapter takes texture operands (mcq_tex.wgsl) the buffer kernel is checked too.
+    let textures = !McqArgmax
+        .scratch_textures(&[&z.desc(), &cb.desc()], &gpu().caps)
+        .is_empty();
+    let mut devices = vec![(gpu(), if textures { "texture" } else { "buffer" })];
+    if textures {
+        devices.push((gpu_buffers(), "buffer"));
+    }
+    let mut result = (vec![], 0);
+    for (dev, path) in devices {
+        result = check_mcq_on(&dev, path, z, cb, exact);
+    }
+    result
+}
+
+fn check_mcq_on(
+    dev: &std::sync::Arc<unitok::Gpu>,
+    path: &str,
+    z: &HostTensor,
+    cb: &HostTensor,
+    exact: bool,
+) -> (Vec<u32>, usize) {
+    let label = format!("mcq_argmax ({path}) on {:?} x {:?}", z.shape, cb.shape);
     let want = run_op_cpu(&McqArgmax, &[z, cb]).unwrap_or_else(|e| panic!("{label}: cpu: {e}"));
-    let got =
-        run_op_gpu(&gpu(), McqArgmax, &[z, cb]).unwrap_or_else(|e| panic!("{label}: gpu: {e}"));
+    let got = run_op_gpu(dev, McqArgmax, &[z, cb]).unwrap_or_else(|e| panic!("{label}: gpu: {e}"));
     let (g, k, d) = (cb.shape[0], cb.shape[1], cb.shape[2]);
     assert_eq!(got[0].shape, want[0].shape, "{label}: index shape");
     assert_eq!(got[1].shape, want[1].shape, "{label}: code shape");

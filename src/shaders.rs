@@ -25,6 +25,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("gather", include_str!("../shaders/gather.wgsl")),
     ("mcq", include_str!("../shaders/mcq.wgsl")),
+    ("mcq_tex", include_str!("../shaders/mcq_tex.wgsl")),
     ("conv2d", include_str!("../shaders/conv2d.wgsl")),
     ("conv2d_sg", include_str!("../shaders/conv2d_sg.wgsl")),
     (

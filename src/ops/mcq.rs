@@ -19,7 +19,9 @@
 //! an unspecified (but in-range) index.
 
 use super::norm::arity_err;
-use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use super::texture::{self, Operand};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -42,6 +44,20 @@ struct Params {
     ntiles: u32,
     eps: f32,
     _p: u32,
+}
+
+/// The params of `mcq_argmax_tex` (shaders/mcq_tex.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct TexParams {
+    n: u32,
+    g: u32,
+    k: u32,
+    /// Texture width in texels.
+    tw: u32,
+    ntiles: u32,
+    eps: f32,
+    _p: [u32; 2],
 }
 
 /// v / max(‖v‖₂, eps) in f32, the sum of squares in index order.
@@ -101,6 +117,70 @@ fn codebook_dims(op: &str, cb: &TensorDesc, other: &TensorDesc) -> Result<(usize
 /// Outputs: indices U32 [..., G], unit codes f32 [..., G·d].
 #[derive(Clone, Debug)]
 pub struct McqArgmax;
+
+/// How `mcq_argmax_tex` (CPU adapters, shaders/mcq_tex.wgsl) gets the raw codebook into its
+/// texture, flat: texel t = (t mod width, t / width) holds floats 4t .. 4t + 3.
+#[derive(Clone, Copy, Debug)]
+enum CodeTexture {
+    /// Whole 256-byte rows of 16 texels by the copy engine (UniTok's [8, 4096, 8]).
+    Copy(TextureCopy),
+    /// One code row (d / 4 texels) per texture row by a packing kernel, where the rows are not
+    /// whole copy rows.
+    Pack(Operand),
+}
+
+impl CodeTexture {
+    /// The texture path where the adapter takes texture operands and the kernel the code width
+    /// (d = 4 or 8), with the texture within the limits; None keeps mcq.wgsl.
+    fn choose(cb: &TensorDesc, caps: &Caps) -> Option<Self> {
+        let (g, k, d) = (cb.shape[0], cb.shape[1], cb.shape[2]);
+        if !caps.texture_operands || (d != 4 && d != 8) {
+            return None;
+        }
+        let floats = g * k * d;
+        let copy = Operand {
+            rows: floats / 64,
+            k: 64,
+            rs: 64,
+            ks: 1,
+            zs: 0,
+            off: 0,
+            batch: 1,
+        };
+        if let Some(c) = floats
+            .is_multiple_of(64)
+            .then(|| texture::natural_copy(&copy, caps))
+            .flatten()
+        {
+            return Some(CodeTexture::Copy(c));
+        }
+        let rows = Operand {
+            rows: g * k,
+            k: d,
+            rs: d,
+            ks: 1,
+            zs: 0,
+            off: 0,
+            batch: 1,
+        };
+        texture::rows_fit(caps, &rows).then_some(CodeTexture::Pack(rows))
+    }
+
+    fn size(&self) -> [u32; 2] {
+        match self {
+            CodeTexture::Copy(c) => c.size,
+            CodeTexture::Pack(x) => texture::rows_texture_size(x.k, x.rows),
+        }
+    }
+
+    /// The dispatch that fills texture 0 from input 1 (the codebooks).
+    fn fill(&self) -> Dispatch {
+        match self {
+            CodeTexture::Copy(c) => Dispatch::copy_to_texture(1, 0, *c),
+            CodeTexture::Pack(x) => texture::pack_rows(x, 1, 0),
+        }
+    }
+}
 
 impl Op for McqArgmax {
     fn name(&self) -> String {
@@ -171,10 +251,45 @@ impl Op for McqArgmax {
             cx.g.apply1(McqCodeGrad, &[cx.inputs[1], cx.outputs[0], gy])?;
         Ok(vec![None, Some(dcb)])
     }
+    /// Texture 0 (CPU adapters) holds the codebooks.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 0).then_some(1)
+    }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        match inputs.get(1).and_then(|cb| CodeTexture::choose(cb, caps)) {
+            Some(t) => vec![t.size()],
+            None => Vec::new(),
+        }
+    }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let cb = &cx.input(1).shape;
         let (g, k, d) = (cb[0], cb[1], cb[2]);
         let n = cx.input(0).numel() / (g * d);
+        if let Some(t) = CodeTexture::choose(cx.input(1), cx.caps) {
+            let ntiles = n.div_ceil(64);
+            return Ok(vec![
+                t.fill(),
+                Dispatch {
+                    kernel: Kernel::new("mcq_tex", "mcq_argmax_tex").with("D4", (d / 4) as f64),
+                    params: params(&TexParams {
+                        n: n as u32,
+                        g: g as u32,
+                        k: k as u32,
+                        tw: t.size()[0],
+                        ntiles: ntiles as u32,
+                        eps: MCQ_EPS,
+                        _p: [0; 2],
+                    }),
+                    binds: vec![
+                        Bind::read(0),
+                        Bind::texture_read(0),
+                        Bind::write(0),
+                        Bind::write(1),
+                    ],
+                    grid: [(ntiles * g) as u32, 1, 1],
+                },
+            ]);
+        }
         // Small problems: fewer tokens per workgroup and more invocations per token, so the
         // grid still fills the device.
         let tn = if n.div_ceil(64) * g >= 256 { 64 } else { 16 };

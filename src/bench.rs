@@ -553,14 +553,18 @@ pub struct ModelTiming {
     pub planned_bytes: u64,
     pub arena_bytes: u64,
     pub dispatches: usize,
+    /// With `profile`: wall time and count per dispatch label (`Plan::profile`), slowest first.
+    pub profile: Vec<(String, Duration, usize)>,
 }
 
-/// Time encode (image → codes) and decode (codes → image) of `cfg` at its image size.
+/// Time encode (image → codes) and decode (codes → image) of `cfg` at its image size; with
+/// `profile`, one more run with every dispatch waited for on its own (where the time goes).
 pub fn model_timings(
     gpu: &Arc<Gpu>,
     cfg: &crate::config::UnitokConfig,
     batch: usize,
     reps: usize,
+    profile: bool,
 ) -> Result<Vec<ModelTiming>> {
     use crate::model::{ImageHeads, ModelGraph};
     let w = RandomWeights::new(cfg)?;
@@ -612,6 +616,11 @@ pub fn model_timings(
             planned_bytes: plan.plan.planned_bytes(),
             arena_bytes: plan.plan.arena_bytes(),
             dispatches: plan.plan.dispatch_count(),
+            profile: if profile {
+                plan.plan.profile()?
+            } else {
+                Vec::new()
+            },
         });
     }
     Ok(out)

@@ -919,20 +919,11 @@ impl Plan {
     /// the plan was compiled), the dispatches go in groups of n, one submission each, waiting
     /// for each group before submitting the next (except after the last).
     pub fn run(&mut self) -> Result<()> {
-        // Steps that fill a kept texture run only when their parameter changed since.
-        let current: Vec<bool> = self
-            .caches
-            .iter()
-            .map(|c| c.packed == Some(self.writes[c.param.0]))
-            .collect();
         let steps: Vec<&Encoded> = self
-            .dispatches
-            .iter()
-            .filter(|d| !d.cache().is_some_and(|c| current[c]))
+            .steps_due()
+            .into_iter()
+            .map(|k| &self.dispatches[k])
             .collect();
-        for c in &mut self.caches {
-            c.packed = Some(self.writes[c.param.0]);
-        }
         let per = match self.dispatches_per_submission {
             0 => steps.len().max(1),
             n => n,
@@ -951,6 +942,22 @@ impl Plan {
             self.last_submission = self.gpu.submit(vec![enc.finish()]);
         }
         self.gpu.check("running the graph")
+    }
+
+    /// The steps this run executes (indices into `dispatches`), marking the kept textures
+    /// filled: steps that fill a kept texture run only when their parameter changed since.
+    fn steps_due(&mut self) -> Vec<usize> {
+        let current: Vec<bool> = self
+            .caches
+            .iter()
+            .map(|c| c.packed == Some(self.writes[c.param.0]))
+            .collect();
+        for c in &mut self.caches {
+            c.packed = Some(self.writes[c.param.0]);
+        }
+        (0..self.dispatches.len())
+            .filter(|&k| !self.dispatches[k].cache().is_some_and(|c| current[c]))
+            .collect()
     }
 
     /// Record steps into `enc`: runs of dispatches share one compute pass; a copy ends the
@@ -1018,11 +1025,12 @@ impl Plan {
 
     /// Run the plan once with every dispatch in its own submission, waiting for each: the wall
     /// time per dispatch label, summed over dispatches with the same label, slowest first.
+    /// The steps are those `run` would execute (kept textures already filled are skipped).
     /// For finding hot spots only — the waits make the whole run slower than `run`.
     pub fn profile(&mut self) -> Result<Vec<(String, std::time::Duration, usize)>> {
         let mut by_label: HashMap<String, (std::time::Duration, usize)> = HashMap::new();
         self.gpu.wait()?;
-        for k in 0..self.dispatches.len() {
+        for k in self.steps_due() {
             let t0 = std::time::Instant::now();
             let mut enc = self
                 .gpu

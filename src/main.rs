@@ -142,6 +142,10 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 1)]
         reps: usize,
+        /// One more run with every dispatch waited for on its own: wall time per kernel, the
+        /// slowest first (each includes its ~0.3 ms submission).
+        #[arg(long)]
+        profile: bool,
     },
     /// Build the training step of a model (random weights, reference AdamW settings), run it on
     /// random images and captions, and report build time, step time, images/s, planned memory
@@ -310,7 +314,8 @@ fn main() -> ExitCode {
             preset,
             batch,
             reps,
-        } => run_bench_model(&preset, batch, reps),
+            profile,
+        } => run_bench_model(&preset, batch, reps, profile),
         Cmd::BenchTrain {
             preset,
             batch,
@@ -414,7 +419,7 @@ fn info() -> Result<()> {
     println!(
         "texture operands: {}",
         if c.texture_operands {
-            "on (matmul, convolution and attention read textures; UNITOK_TEXTURE_OPERANDS=0 turns it off)"
+            "on (matmul, convolution, attention and the MCQ argmax read textures; UNITOK_TEXTURE_OPERANDS=0 turns it off)"
         } else {
             "off (buffer kernels; on by default only on CPU adapters with 8-lane subgroups)"
         }
@@ -701,11 +706,11 @@ fn run_bench_train(preset_name: &str, batch: usize, steps: usize) -> Result<()> 
     Ok(())
 }
 
-fn run_bench_model(preset_name: &str, batch: usize, reps: usize) -> Result<()> {
+fn run_bench_model(preset_name: &str, batch: usize, reps: usize, profile: bool) -> Result<()> {
     let cfg = preset(preset_name)?;
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
-    for t in bench::model_timings(&gpu, &cfg, batch, reps)? {
+    for t in bench::model_timings(&gpu, &cfg, batch, reps, profile)? {
         println!(
             "{:<36} run {:>8.2} s   setup (compile + upload) {:>7.2} s   planned {:>7.1} MiB (arena {:.1} MiB)   {} dispatches",
             t.what,
@@ -715,6 +720,14 @@ fn run_bench_model(preset_name: &str, batch: usize, reps: usize) -> Result<()> {
             t.arena_bytes as f64 / (1u64 << 20) as f64,
             t.dispatches
         );
+        let total: f64 = t.profile.iter().map(|(_, d, _)| d.as_secs_f64()).sum();
+        for (label, d, n) in &t.profile {
+            println!(
+                "    {label:<60} {:>9.1} ms {:>5.1} %  ×{n}",
+                d.as_secs_f64() * 1e3,
+                100.0 * d.as_secs_f64() / total
+            );
+        }
     }
     Ok(())
 }

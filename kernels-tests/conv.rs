@@ -489,3 +489,61 @@ fn texture_path_in_batch_groups() {
         );
     }
 }
+
+/// Inputs whose one padded image (rows × texels of 4 channels) is taller than a texture: the
+/// texture path convolves a chunk of input channels at a time into the output, the first chunk
+/// with the bias, the others adding (each chunk's weights kept in a texture of their own). A
+/// texture limit of 32 makes that happen on small shapes: padded height 10, 22 channels = 6
+/// texels, so 2 chunks of 3 texels (12 and 10 channels). Checked against the CPU reference
+/// for 3 × 3 and 1 × 1 kernels, as a graph whose weight is a parameter written twice (the
+/// kept chunk textures must follow).
+#[test]
+fn texture_path_in_channel_chunks() {
+    use unitok::ops::Op;
+    if !takes_texture_operands() {
+        return;
+    }
+    let dev = unitok::Gpu::new_narrowed(|c| c.max_texture_dim = 32).unwrap();
+    // 12 output channels: 2 weight panels × 9 taps = 18 texture rows, within the 32.
+    let (n, cin, h, w, cout) = (2, 22, 8, 8, 12);
+    for (k, padding, stride) in [(3, 1, 1), (3, 1, 2), (1, 0, 1)] {
+        let op = conv(stride, padding, 1);
+        let xs = unitok::TensorDesc::f32(&[n, cin, h, w]);
+        let ws = unitok::TensorDesc::f32(&[cout, cin, k, k]);
+        let bs = unitok::TensorDesc::f32(&[cout]);
+        // The image texture and one weight texture per chunk.
+        let hp = h + 2 * padding;
+        let chunks = 6usize.div_ceil(32 / hp);
+        assert_eq!(
+            op.scratch_textures(&[&xs, &ws, &bs], &dev.caps).len(),
+            1 + chunks
+        );
+        assert!(chunks >= 2, "k {k}: {chunks} chunk(s)");
+        let mut g = Graph::new();
+        let xi = g.input("x", &[n, cin, h, w], DType::F32);
+        let wi = g.param("w", &[cout, cin, k, k], DType::F32);
+        let bi = g.param("b", &[cout], DType::F32);
+        let y = g.conv2d(xi, wi, Some(bi), stride, padding, 1).unwrap();
+        g.mark_output(y);
+        let mut plan = g.compile(&dev).unwrap();
+        let x = rand_tensor(&[n, cin, h, w], 91);
+        let b = rand_tensor(&[cout], 92);
+        plan.write(xi, &x).unwrap();
+        plan.write(bi, &b).unwrap();
+        for (step, seed) in [93u64, 94].into_iter().enumerate() {
+            let wt = rand_scaled(&[cout, cin, k, k], seed, 0.5);
+            plan.write(wi, &wt).unwrap();
+            for run in 0..2 {
+                plan.run().unwrap();
+                let want = run_op_cpu(&op, &[&x, &wt, &b]).unwrap();
+                assert_close(
+                    &format!("{k}x{k} stride {stride}, weights {step}, run {run}"),
+                    &plan.read(y).unwrap(),
+                    &want[0],
+                    ATOL,
+                    RTOL,
+                );
+            }
+        }
+    }
+}

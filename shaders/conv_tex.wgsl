@@ -51,7 +51,8 @@ struct Params {
     tiles_n: u32,
     tiles: u32,
     has_bias: u32,
-    _p: u32,
+    // conv_panel: add to the output (input-channel chunks after the first, see ops::conv).
+    accumulate: u32,
     // Weight gradient: K = batch entries × output pixels, and its texels of 4 per panel row
     // (K rounded up as texture_pack.wgsl does).
     kdim: u32,
@@ -184,19 +185,23 @@ fn store_pixels(b: u32, co: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
     let base = p.y_off + (p.z0 + b) * p.ys_n + n;
     if (co < p.cout) {
-        var bv = 0.0;
-        if (p.has_bias != 0u) {
-            bv = bias[co];
-        }
-        y4[(base + co * p.ys_c) / 4u] = lo + bv;
+        store_channel((base + co * p.ys_c) / 4u, co, lo);
     }
     if (co + 8u < p.cout) {
-        var bv = 0.0;
-        if (p.has_bias != 0u) {
-            bv = bias[co + 8u];
-        }
-        y4[(base + (co + 8u) * p.ys_c) / 4u] = hi + bv;
+        store_channel((base + (co + 8u) * p.ys_c) / 4u, co + 8u, hi);
     }
+}
+
+// y4[i] = v (+ bias[co]), or += v when accumulating a later channel chunk.
+fn store_channel(i: u32, co: u32, v: vec4<f32>) {
+    var out = v;
+    if (p.has_bias != 0u) {
+        out += bias[co];
+    }
+    if (p.accumulate != 0u) {
+        out += y4[i];
+    }
+    y4[i] = out;
 }
 
 @compute @workgroup_size(8 * SGS)

@@ -110,7 +110,8 @@ struct ConvTexParams {
     tiles_n: u32,
     tiles: u32,
     has_bias: u32,
-    _p: u32,
+    /// conv_panel: add to the output instead of writing it (channel chunks after the first).
+    accumulate: u32,
     kdim: u32,
     k4: u32,
     _q: [u32; 2],
@@ -119,12 +120,18 @@ struct ConvTexParams {
 /// Output channels (and pixels) one subgroup of `conv_panel` computes: two panels.
 const TEX_TILE: usize = 16;
 
-/// The texture path of one convolution (shaders/conv_tex.wgsl): texture 0 holds the weights in
-/// panels of 8 output channels (one row per panel and tap), texture 1 the zero-padded input
-/// of `nb` batch entries with 4 channels per texel.
+/// The texture path of one convolution (shaders/conv_tex.wgsl): texture 0 holds the
+/// zero-padded input of `nb` batch entries with 4 channels per texel, textures 1, 2, .. the
+/// weights in panels of 8 output channels (one row per panel and tap), one per chunk of input
+/// channels. An image whose padded rows × texels per pixel exceed the texture height (a
+/// high-resolution decoder conv: 258 rows × 64 texels for 256 channels at 256 × 256) is
+/// convolved `cc4` texels of channels at a time, each chunk adding to the output.
 #[derive(Clone, Copy, Debug)]
 struct ConvTex {
+    /// Texels of 4 input channels per pixel, in all and per chunk.
     c4: usize,
+    cc4: usize,
+    chunks: usize,
     hp: usize,
     wp: usize,
     sgs: usize,
@@ -136,12 +143,14 @@ struct ConvTex {
 }
 
 impl ConvTex {
-    /// (width, height) of the weight texture and of the input texture.
+    /// (width, height) of the input texture and of each chunk's weight texture.
     fn textures(&self) -> Vec<[u32; 2]> {
-        vec![
-            [(8 * self.c4) as u32, (self.w_panels * self.taps) as u32],
-            [self.wp as u32, (self.nb * self.hp * self.c4) as u32],
-        ]
+        let mut v = vec![[self.wp as u32, (self.nb * self.hp * self.cc4) as u32]];
+        v.extend(
+            (0..self.chunks)
+                .map(|_| [(8 * self.cc4) as u32, (self.w_panels * self.taps) as u32]),
+        );
+        v
     }
 }
 
@@ -320,17 +329,22 @@ impl Conv2d {
             caps.max_texture_dim as usize,
             caps.max_workgroups_per_dim as usize,
         );
-        // Batch entries per image texture: as many as its height allows.
-        let nb = (max / (hp * c4)).min(grid / hp).min(g.n);
+        // Channel chunks: as few as keep one padded image within the texture height, of equal
+        // size; then batch entries per image texture: as many as its height allows.
+        let chunks = c4.div_ceil((max / hp).max(1));
+        let cc4 = c4.div_ceil(chunks);
+        let nb = (max / (hp * cc4)).min(grid / hp).min(g.n);
         let fits = nb >= 1
-            && 8 * c4 <= max
+            && 8 * cc4 <= max
             && wp <= max
             && w_panels * taps <= max
             && 8 * w_panels <= grid
-            && c4 <= grid
+            && cc4 <= grid
             && taps <= grid;
         fits.then_some(ConvTex {
             c4,
+            cc4,
+            chunks,
             hp,
             wp,
             sgs,
@@ -375,12 +389,31 @@ impl Conv2d {
             has_bias: g.has_bias as u32,
             ..Default::default()
         };
-        let mut out = vec![Dispatch {
-            kernel: Kernel::new("conv_tex", "pack_conv_weight"),
-            params: params(&base),
-            binds: vec![Bind::read(1), Bind::texture_write(0)],
-            grid: [groups(t.c4, 64), u(8 * t.w_panels), u(g.kh * g.kw)],
-        }];
+        // Chunk j: input channels 4·cc4·j .. (fewer in the last), its own weight texture.
+        let chunk = |j: usize| {
+            let c0 = 4 * t.cc4 * j;
+            let cin = (4 * t.cc4).min(g.cin - c0);
+            ConvTexParams {
+                cin: u(cin),
+                c4: u(cin.div_ceil(4)),
+                x_off: base.x_off + u(c0) * base.xs_c,
+                w_off: wstrides[4] + c0 as i32 * wstrides[1],
+                has_bias: (g.has_bias && j == 0) as u32,
+                accumulate: (j > 0) as u32,
+                ..base
+            }
+        };
+        let mut out: Vec<Dispatch> = (0..t.chunks)
+            .map(|j| {
+                let c = chunk(j);
+                Dispatch {
+                    kernel: Kernel::new("conv_tex", "pack_conv_weight"),
+                    params: params(&c),
+                    binds: vec![Bind::read(1), Bind::texture_write(1 + j)],
+                    grid: [groups(c.c4 as usize, 64), u(8 * t.w_panels), u(g.kh * g.kw)],
+                }
+            })
+            .collect();
         let bias = if g.has_bias {
             Bind::read(2)
         } else {
@@ -388,28 +421,30 @@ impl Conv2d {
         };
         for z0 in (0..g.n).step_by(t.nb) {
             let nb = t.nb.min(g.n - z0);
-            let p = ConvTexParams {
-                z0: u(z0),
-                nb: u(nb),
-                ..base
-            };
-            out.push(Dispatch {
-                kernel: Kernel::new("conv_tex", "pack_image"),
-                params: params(&p),
-                binds: vec![Bind::read(0), Bind::texture_write(1)],
-                grid: [groups(t.wp * t.c4, 64), u(nb * t.hp), 1],
-            });
-            out.push(Dispatch {
-                kernel: Kernel::new("conv_tex", "conv_panel").with("SGS", t.sgs as f64),
-                params: params(&p),
-                binds: vec![
-                    Bind::texture_read(0),
-                    Bind::texture_read(1),
-                    Bind::write(0),
-                    bias,
-                ],
-                grid: [u(t.tiles), 1, u(nb)],
-            });
+            for j in 0..t.chunks {
+                let p = ConvTexParams {
+                    z0: u(z0),
+                    nb: u(nb),
+                    ..chunk(j)
+                };
+                out.push(Dispatch {
+                    kernel: Kernel::new("conv_tex", "pack_image"),
+                    params: params(&p),
+                    binds: vec![Bind::read(0), Bind::texture_write(0)],
+                    grid: [groups(t.wp * p.c4 as usize, 64), u(nb * t.hp), 1],
+                });
+                out.push(Dispatch {
+                    kernel: Kernel::new("conv_tex", "conv_panel").with("SGS", t.sgs as f64),
+                    params: params(&p),
+                    binds: vec![
+                        Bind::texture_read(1 + j),
+                        Bind::texture_read(0),
+                        Bind::write(0),
+                        bias,
+                    ],
+                    grid: [u(t.tiles), 1, u(nb)],
+                });
+            }
         }
         out
     }
@@ -567,9 +602,10 @@ impl Op for Conv2d {
         self.dense_dispatches(cx.caps, &g, self.dense_wstrides(&g))
     }
 
-    /// Texture 0 holds the packed weights (input 1); texture 1 the input image.
+    /// Texture 0 is the input image; textures 1, 2, .. the packed weights (input 1), one per
+    /// channel chunk.
     fn texture_source(&self, t: usize) -> Option<usize> {
-        (t == 0).then_some(1)
+        (t >= 1).then_some(1)
     }
 
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
@@ -795,9 +831,9 @@ impl Op for Conv2dBackwardData {
             dx.into_iter().map(|v| v as f32).collect(),
         )?])
     }
-    /// Texture 0 holds the packed (flipped) weights, input 1.
+    /// Texture 0 is dy's image; textures 1, 2, .. the packed (flipped) weights, input 1.
     fn texture_source(&self, t: usize) -> Option<usize> {
-        (t == 0).then_some(1)
+        (t >= 1).then_some(1)
     }
 
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {

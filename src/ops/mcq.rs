@@ -5,7 +5,11 @@
 //! ŵ_j = w_j / max(‖w_j‖₂, 1e-12) (PyTorch's `F.normalize`), index = argmax_j ⟨ẑ, ŵ_j⟩ with the
 //! lowest index winning ties (as `torch.argmax`). Outputs: indices U32 [..., G] and the unit
 //! codes f32 [..., G·d] (ŵ_index concatenated over g). One fused pass streams code tiles
-//! through workgroup memory; no N×K similarity matrix exists anywhere.
+//! through workgroup memory; no N×K similarity matrix exists anywhere. On CPU adapters that
+//! take texture operands (code width 4 or 8) the codes come from a texture instead
+//! (`mcq_argmax_tex`: one lane per token, 8 codes loaded per subgroup and broadcast in index
+//! order), since there a workgroup-memory load is a loop over the lanes: ~50× faster at
+//! UniTok's batch-32 shape, with the same order of operations and so the same bits.
 //!
 //! `McqLookup`: codebooks [G, K, d] and indices U32 [..., G] → unit codes [..., G·d] (the
 //! decode path from saved codes). An index ≥ K yields a zero vector and is never read.

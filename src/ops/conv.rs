@@ -147,8 +147,7 @@ impl ConvTex {
     fn textures(&self) -> Vec<[u32; 2]> {
         let mut v = vec![[self.wp as u32, (self.nb * self.hp * self.cc4) as u32]];
         v.extend(
-            (0..self.chunks)
-                .map(|_| [(8 * self.cc4) as u32, (self.w_panels * self.taps) as u32]),
+            (0..self.chunks).map(|_| [(8 * self.cc4) as u32, (self.w_panels * self.taps) as u32]),
         );
         v
     }

@@ -12,8 +12,8 @@
 //! CPU drivers (attention_sg.wgsl), and the same with K and V read from a texture of qkv's
 //! token rows where the adapter takes texture operands (attention_kv_texture.wgsl).
 
-use super::texture::{self, Operand};
-use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};
+use super::texture::{Operand, RowFill};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
 use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
@@ -229,8 +229,7 @@ impl Op for Attention {
             return Vec::new();
         }
         match inputs.first().and_then(|x| self.kv_texture(x, caps)) {
-            Some(KvTexture::Copy(copy)) => vec![copy.size],
-            Some(KvTexture::Pack(kv)) => vec![texture::rows_texture_size(kv.k, kv.rows)],
+            Some(fill) => vec![fill.size()],
             None => Vec::new(),
         }
     }
@@ -274,14 +273,6 @@ impl Op for Attention {
     }
 }
 
-/// How the texture kernel's qkv texture is filled: the whole token rows by the copy engine, or
-/// the K and V columns by a packing kernel (row layout, `ops::texture`).
-#[derive(Clone, Copy, Debug)]
-enum KvTexture {
-    Copy(TextureCopy),
-    Pack(Operand),
-}
-
 /// The implementations of `Attention` (same results, same bindings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
@@ -317,7 +308,7 @@ impl AttentionKernel {
 impl Attention {
     /// How Texture8 gets qkv into its texture, when it can (texture operands on, D a multiple
     /// of 4, the texture within the adapter's limits).
-    fn kv_texture(&self, qkv: &TensorDesc, caps: &Caps) -> Option<KvTexture> {
+    fn kv_texture(&self, qkv: &TensorDesc, caps: &Caps) -> Option<RowFill> {
         if !caps.texture_operands {
             return None;
         }
@@ -337,10 +328,7 @@ impl Attention {
             off: 0,
             batch: 1,
         };
-        if let Some(copy) = texture::natural_copy(&rows, caps) {
-            return Some(KvTexture::Copy(copy));
-        }
-        texture::rows_fit(caps, &rows).then_some(KvTexture::Pack(rows))
+        RowFill::choose(&rows, caps)
     }
 
     /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;
@@ -407,16 +395,9 @@ impl Attention {
         };
         let mut binds = vec![Bind::read(0), Bind::write(0), lse];
         let mut out = Vec::new();
-        match kv.filter(|_| kind == AttentionKernel::Texture8) {
-            Some(KvTexture::Copy(copy)) => {
-                out.push(Dispatch::copy_to_texture(0, 0, copy));
-                binds.push(Bind::texture_read(0));
-            }
-            Some(KvTexture::Pack(op)) => {
-                out.push(texture::pack_rows(&op, 0, 0));
-                binds.push(Bind::texture_read(0));
-            }
-            None => {}
+        if let Some(fill) = kv.filter(|_| kind == AttentionKernel::Texture8) {
+            out.push(fill.fill(0, 0));
+            binds.push(Bind::texture_read(0));
         }
         out.push(Dispatch {
             kernel,

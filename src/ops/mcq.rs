@@ -23,8 +23,8 @@
 //! an unspecified (but in-range) index.
 
 use super::norm::arity_err;
-use super::texture::{self, Operand};
-use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op, TextureCopy};
+use super::texture::{self, Operand, RowFill};
+use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
 use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
@@ -123,66 +123,31 @@ fn codebook_dims(op: &str, cb: &TensorDesc, other: &TensorDesc) -> Result<(usize
 pub struct McqArgmax;
 
 /// How `mcq_argmax_tex` (CPU adapters, shaders/mcq_tex.wgsl) gets the raw codebook into its
-/// texture, flat: texel t = (t mod width, t / width) holds floats 4t .. 4t + 3.
-#[derive(Clone, Copy, Debug)]
-enum CodeTexture {
-    /// Whole 256-byte rows of 16 texels by the copy engine (UniTok's [8, 4096, 8]).
-    Copy(TextureCopy),
-    /// One code row (d / 4 texels) per texture row by a packing kernel, where the rows are not
-    /// whole copy rows.
-    Pack(Operand),
-}
-
-impl CodeTexture {
-    /// The texture path where the adapter takes texture operands and the kernel the code width
-    /// (d = 4 or 8), with the texture within the limits; None keeps mcq.wgsl.
-    fn choose(cb: &TensorDesc, caps: &Caps) -> Option<Self> {
-        let (g, k, d) = (cb.shape[0], cb.shape[1], cb.shape[2]);
-        if !caps.texture_operands || (d != 4 && d != 8) {
-            return None;
-        }
-        let floats = g * k * d;
-        let copy = Operand {
-            rows: floats / 64,
-            k: 64,
-            rs: 64,
-            ks: 1,
-            zs: 0,
-            off: 0,
-            batch: 1,
-        };
-        if let Some(c) = floats
-            .is_multiple_of(64)
-            .then(|| texture::natural_copy(&copy, caps))
-            .flatten()
-        {
-            return Some(CodeTexture::Copy(c));
-        }
-        let rows = Operand {
-            rows: g * k,
-            k: d,
-            rs: d,
-            ks: 1,
-            zs: 0,
-            off: 0,
-            batch: 1,
-        };
-        texture::rows_fit(caps, &rows).then_some(CodeTexture::Pack(rows))
+/// texture, flat: texel t = (t mod width, t / width) holds floats 4t .. 4t + 3 — as whole
+/// 256-byte rows of 16 texels by the copy engine (UniTok's [8, 4096, 8]), else one code row
+/// (d / 4 texels) per texture row. None keeps mcq.wgsl: no texture operands, a code width
+/// other than 4 or 8, or a texture over the limits.
+fn code_texture(cb: &TensorDesc, caps: &Caps) -> Option<RowFill> {
+    let (g, k, d) = (cb.shape[0], cb.shape[1], cb.shape[2]);
+    if !caps.texture_operands || (d != 4 && d != 8) {
+        return None;
     }
-
-    fn size(&self) -> [u32; 2] {
-        match self {
-            CodeTexture::Copy(c) => c.size,
-            CodeTexture::Pack(x) => texture::rows_texture_size(x.k, x.rows),
-        }
-    }
-
-    /// The dispatch that fills texture 0 from input 1 (the codebooks).
-    fn fill(&self) -> Dispatch {
-        match self {
-            CodeTexture::Copy(c) => Dispatch::copy_to_texture(1, 0, *c),
-            CodeTexture::Pack(x) => texture::pack_rows(x, 1, 0),
-        }
+    let rows_of = |width: usize| Operand {
+        rows: g * k * d / width,
+        k: width,
+        rs: width,
+        ks: 1,
+        zs: 0,
+        off: 0,
+        batch: 1,
+    };
+    let flat = (g * k * d)
+        .is_multiple_of(64)
+        .then(|| texture::natural_copy(&rows_of(64), caps))
+        .flatten();
+    match flat {
+        Some(c) => Some(RowFill::Copy(c)),
+        None => texture::rows_fit(caps, &rows_of(d)).then_some(RowFill::Pack(rows_of(d))),
     }
 }
 
@@ -260,7 +225,7 @@ impl Op for McqArgmax {
         (t == 0).then_some(1)
     }
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
-        match inputs.get(1).and_then(|cb| CodeTexture::choose(cb, caps)) {
+        match inputs.get(1).and_then(|cb| code_texture(cb, caps)) {
             Some(t) => vec![t.size()],
             None => Vec::new(),
         }
@@ -269,10 +234,10 @@ impl Op for McqArgmax {
         let cb = &cx.input(1).shape;
         let (g, k, d) = (cb[0], cb[1], cb[2]);
         let n = cx.input(0).numel() / (g * d);
-        if let Some(t) = CodeTexture::choose(cx.input(1), cx.caps) {
+        if let Some(t) = code_texture(cx.input(1), cx.caps) {
             let ntiles = n.div_ceil(64);
             return Ok(vec![
-                t.fill(),
+                t.fill(1, 0),
                 Dispatch {
                     kernel: Kernel::new("mcq_tex", "mcq_argmax_tex").with("D4", (d / 4) as f64),
                     params: params(&TexParams {

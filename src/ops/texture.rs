@@ -180,3 +180,37 @@ pub fn natural_copy(x: &Operand, caps: &Caps) -> Option<TextureCopy> {
         size: [size[0] as u32, size[1] as u32],
     })
 }
+
+/// How a row-major operand reaches a row-layout texture (texel (c4, r) = row r, columns
+/// 4·c4 .. 4·c4 + 3): by the copy engine where its rows are whole 256-byte copy rows
+/// (`natural_copy`), else by the `pack_rows` kernel.
+#[derive(Clone, Copy, Debug)]
+pub enum RowFill {
+    Copy(TextureCopy),
+    Pack(Operand),
+}
+
+impl RowFill {
+    /// The fill of `x` (a single row-major operand), if a row-layout texture fits the adapter.
+    pub fn choose(x: &Operand, caps: &Caps) -> Option<Self> {
+        natural_copy(x, caps)
+            .map(RowFill::Copy)
+            .or_else(|| rows_fit(caps, x).then_some(RowFill::Pack(*x)))
+    }
+
+    /// Size in texels of the texture it fills.
+    pub fn size(&self) -> [u32; 2] {
+        match self {
+            RowFill::Copy(c) => c.size,
+            RowFill::Pack(x) => rows_texture_size(x.k, x.rows),
+        }
+    }
+
+    /// The dispatch that fills scratch texture `texture` from graph input `input`.
+    pub fn fill(&self, input: usize, texture: usize) -> Dispatch {
+        match self {
+            RowFill::Copy(c) => Dispatch::copy_to_texture(input, texture, *c),
+            RowFill::Pack(x) => pack_rows(x, input, texture),
+        }
+    }
+}

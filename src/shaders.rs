@@ -15,6 +15,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("peak", include_str!("../shaders/peak.wgsl")),
     ("norm", include_str!("../shaders/norm.wgsl")),
+    ("norm_tex", include_str!("../shaders/norm_tex.wgsl")),
     (
         "norm_backward",
         concat!(

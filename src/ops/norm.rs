@@ -11,7 +11,9 @@
 //! centred sum of squares), biased variance as in PyTorch. The CPU references accumulate in
 //! f64.
 
+use super::texture::{Operand, RowFill};
 use super::{params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -213,16 +215,81 @@ impl Op for LayerNorm {
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let x = cx.input(0);
         let c = x.last();
+        let rows = x.numel() / c;
+        if let Some(fills) = ln_textures(x, cx.caps) {
+            let mut out: Vec<Dispatch> = fills
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.fill(i, i))
+                .collect();
+            out.push(Dispatch {
+                kernel: Kernel::new("norm_tex", "ln_rows_tex"),
+                params: params(&LnTexParams {
+                    rows: rows as u32,
+                    c4: (c / 4) as u32,
+                    c: c as u32,
+                    eps: self.eps,
+                }),
+                binds: vec![
+                    Bind::texture_read(0),
+                    Bind::texture_read(1),
+                    Bind::texture_read(2),
+                    Bind::write(0),
+                ],
+                grid: [rows.div_ceil(64) as u32, 1, 1],
+            });
+            return Ok(out);
+        }
         let binds = vec![Bind::read(0), Bind::read(1), Bind::read(2), Bind::write(0)];
         Ok(vec![rows_dispatch(
-            "norm",
-            "ln_rows",
-            x.numel() / c,
-            c,
-            self.eps,
-            binds,
+            "norm", "ln_rows", rows, c, self.eps, binds,
         )])
     }
+    /// Textures 1 and 2 (CPU adapters) hold gamma and beta; texture 0, x, changes every run.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 1 || t == 2).then_some(t)
+    }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        match inputs.first().and_then(|x| ln_textures(x, caps)) {
+            Some(fills) => fills.iter().map(|f| f.size()).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The params of `ln_rows_tex` (shaders/norm_tex.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LnTexParams {
+    rows: u32,
+    c4: u32,
+    c: u32,
+    eps: f32,
+}
+
+/// How LayerNorm's x, gamma and beta reach textures 0, 1, 2 on CPU adapters (`ln_rows_tex`, one
+/// lane per row: there a barrier-bound workgroup reduction per row is slow). None keeps
+/// `ln_rows`: no texture operands, rows not a multiple of 4, or textures over the limits.
+fn ln_textures(x: &TensorDesc, caps: &Caps) -> Option<[RowFill; 3]> {
+    let c = x.last();
+    if !caps.texture_operands || !c.is_multiple_of(4) {
+        return None;
+    }
+    let rows_of = |rows: usize| Operand {
+        rows,
+        k: c,
+        rs: c,
+        ks: 1,
+        zs: 0,
+        off: 0,
+        batch: 1,
+    };
+    let affine = RowFill::choose(&rows_of(1), caps)?;
+    Some([
+        RowFill::choose(&rows_of(x.numel() / c), caps)?,
+        affine,
+        affine,
+    ])
 }
 
 /// LayerNorm over the channels of NCHW x [N, C, H, W] at each pixel (timm's LayerNorm2d);

@@ -1,0 +1,55 @@
+// LayerNorm over the last dim (norm.wgsl's `ln_rows`) for CPU adapters (texture operands, see
+// matmul_tex.wgsl): one lane per row, reading x, gamma and beta from rgba32float textures in
+// the row layout (texel (c4, r) = row r, columns 4·c4 .. 4·c4 + 3; gamma and beta: row 0), so
+// neither workgroup memory nor barriers — on llvmpipe every workgroup load is a loop over the
+// lanes and every barrier a coroutine switch, which made `ln_rows` ~18 ms for [256, 1024].
+// Same statistics as ln_rows: two passes in f32, the mean of the row shifted by its first
+// element, then the centred sum of squares; biased variance. C is a multiple of 4 (the host
+// checks); each pass keeps 4 partial sums, one per texel lane.
+
+struct Params {
+    rows: u32,
+    c4: u32,    // texels per row
+    c: u32,     // row length
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var tx: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var tg: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(3) var tb: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+
+fn total(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+@compute @workgroup_size(64)
+fn ln_rows_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // Uniform reads hoisted: inside a loop each is one load per lane per trip on llvmpipe.
+    let rows = p.rows;
+    let c4 = p.c4;
+    let n = f32(p.c);
+    let eps = p.eps;
+    let row0 = linear_workgroup(wg, nwg) * 64u + lid;
+    // Rows past the end compute on the last row and write nothing.
+    let row = min(row0, rows - 1u);
+    let shift = textureLoad(tx, vec2<u32>(0u, row)).x;
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < c4; i += 1u) {
+        s += textureLoad(tx, vec2<u32>(i, row)) - shift;
+    }
+    let mean = shift + total(s) / n;
+    var q = vec4<f32>(0.0);
+    for (var i = 0u; i < c4; i += 1u) {
+        let d = textureLoad(tx, vec2<u32>(i, row)) - mean;
+        q += d * d;
+    }
+    let rstd = 1.0 / sqrt(total(q) / n + eps);
+    if (row0 < rows) {
+        for (var i = 0u; i < c4; i += 1u) {
+            let d = textureLoad(tx, vec2<u32>(i, row)) - mean;
+            y[row * c4 + i] = d * rstd * textureLoad(tg, vec2<u32>(i, 0u)) + textureLoad(tb, vec2<u32>(i, 0u));
+        }
+    }
+}

@@ -332,11 +332,85 @@ impl Op for LayerNorm2d {
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let layout = axis_layout(&cx.input(0).shape, 1);
+        if let Some(fills) = ln2d_textures(cx.input(0), cx.caps) {
+            let (outer, c, inner) = layout;
+            let lanes = outer * inner / 4;
+            let mut out: Vec<Dispatch> = fills
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.fill(i, i))
+                .collect();
+            out.push(Dispatch {
+                kernel: Kernel::new("norm_tex", "ln_cols_tex"),
+                params: params(&LnColsTexParams {
+                    cols4: (inner / 4) as u32,
+                    lanes: lanes as u32,
+                    c: c as u32,
+                    eps: self.eps,
+                }),
+                binds: vec![
+                    Bind::texture_read(0),
+                    Bind::texture_read(1),
+                    Bind::texture_read(2),
+                    Bind::write(0),
+                ],
+                grid: [lanes.div_ceil(64) as u32, 1, 1],
+            });
+            return Ok(out);
+        }
         let binds = vec![Bind::read(0), Bind::read(1), Bind::read(2), Bind::write(0)];
         Ok(vec![cols_dispatch(
             "norm", "ln_cols", layout, self.eps, binds,
         )])
     }
+    /// Textures 1 and 2 (CPU adapters) hold gamma and beta; texture 0, x, changes every run.
+    fn texture_source(&self, t: usize) -> Option<usize> {
+        (t == 1 || t == 2).then_some(t)
+    }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        match inputs.first().and_then(|x| ln2d_textures(x, caps)) {
+            Some(fills) => fills.iter().map(|f| f.size()).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The params of `ln_cols_tex` (shaders/norm_tex.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LnColsTexParams {
+    /// Texels of 4 pixels per channel (H·W / 4).
+    cols4: u32,
+    /// Batch entries × cols4: one lane each.
+    lanes: u32,
+    c: u32,
+    eps: f32,
+}
+
+/// How LayerNorm2d's x (one texture row per batch entry and channel), gamma and beta reach
+/// textures 0, 1, 2 on CPU adapters (`ln_cols_tex`, one lane per 4 pixels). None keeps
+/// `ln_cols`: no texture operands, channels or pixels per image not a multiple of 4, or
+/// textures over the limits.
+fn ln2d_textures(x: &TensorDesc, caps: &Caps) -> Option<[RowFill; 3]> {
+    let (outer, c, inner) = axis_layout(&x.shape, 1);
+    if !caps.texture_operands || !c.is_multiple_of(4) || !inner.is_multiple_of(4) {
+        return None;
+    }
+    let rows = |rows: usize, k: usize| Operand {
+        rows,
+        k,
+        rs: k,
+        ks: 1,
+        zs: 0,
+        off: 0,
+        batch: 1,
+    };
+    let affine = RowFill::choose(&rows(1, c), caps)?;
+    Some([
+        RowFill::choose(&rows(outer * c, inner), caps)?,
+        affine,
+        affine,
+    ])
 }
 
 /// Each contiguous chunk of `chunk` values of the last dim of x [..., C] (C % chunk == 0) is

@@ -419,7 +419,7 @@ fn info() -> Result<()> {
     println!(
         "texture operands: {}",
         if c.texture_operands {
-            "on (matmul, convolution, attention and the MCQ argmax read textures; UNITOK_TEXTURE_OPERANDS=0 turns it off)"
+            "on (matmul, convolution, attention, the MCQ argmax and the layer norms read textures; UNITOK_TEXTURE_OPERANDS=0 turns it off)"
         } else {
             "off (buffer kernels; on by default only on CPU adapters with 8-lane subgroups)"
         }

@@ -319,16 +319,7 @@ impl Attention {
         // The whole token rows (q, k and v): by the copy engine where a row is a whole number
         // of 256-byte copy rows, else by a packing kernel.
         let c = 3 * self.heads * d;
-        let rows = Operand {
-            rows: b * l,
-            k: c,
-            rs: c,
-            ks: 1,
-            zs: 0,
-            off: 0,
-            batch: 1,
-        };
-        RowFill::choose(&rows, caps)
+        RowFill::choose(&Operand::row_major(b * l, c), caps)
     }
 
     /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;

@@ -132,15 +132,7 @@ fn code_texture(cb: &TensorDesc, caps: &Caps) -> Option<RowFill> {
     if !caps.texture_operands || (d != 4 && d != 8) {
         return None;
     }
-    let rows_of = |width: usize| Operand {
-        rows: g * k * d / width,
-        k: width,
-        rs: width,
-        ks: 1,
-        zs: 0,
-        off: 0,
-        batch: 1,
-    };
+    let rows_of = |width: usize| Operand::row_major(g * k * d / width, width);
     let flat = (g * k * d)
         .is_multiple_of(64)
         .then(|| texture::natural_copy(&rows_of(64), caps))

@@ -217,28 +217,13 @@ impl Op for LayerNorm {
         let c = x.last();
         let rows = x.numel() / c;
         if let Some(fills) = ln_textures(x, cx.caps) {
-            let mut out: Vec<Dispatch> = fills
-                .iter()
-                .enumerate()
-                .map(|(i, f)| f.fill(i, i))
-                .collect();
-            out.push(Dispatch {
-                kernel: Kernel::new("norm_tex", "ln_rows_tex"),
-                params: params(&LnTexParams {
-                    rows: rows as u32,
-                    c4: (c / 4) as u32,
-                    c: c as u32,
-                    eps: self.eps,
-                }),
-                binds: vec![
-                    Bind::texture_read(0),
-                    Bind::texture_read(1),
-                    Bind::texture_read(2),
-                    Bind::write(0),
-                ],
-                grid: [rows.div_ceil(64) as u32, 1, 1],
+            let p = params(&LnTexParams {
+                rows: rows as u32,
+                c4: (c / 4) as u32,
+                c: c as u32,
+                eps: self.eps,
             });
-            return Ok(out);
+            return Ok(norm_tex_dispatches(&fills, "ln_rows_tex", p, rows));
         }
         let binds = vec![Bind::read(0), Bind::read(1), Bind::read(2), Bind::write(0)];
         Ok(vec![rows_dispatch(
@@ -275,21 +260,7 @@ fn ln_textures(x: &TensorDesc, caps: &Caps) -> Option<[RowFill; 3]> {
     if !caps.texture_operands || !c.is_multiple_of(4) {
         return None;
     }
-    let rows_of = |rows: usize| Operand {
-        rows,
-        k: c,
-        rs: c,
-        ks: 1,
-        zs: 0,
-        off: 0,
-        batch: 1,
-    };
-    let affine = RowFill::choose(&rows_of(1), caps)?;
-    Some([
-        RowFill::choose(&rows_of(x.numel() / c), caps)?,
-        affine,
-        affine,
-    ])
+    affine_fills(Operand::row_major(x.numel() / c, c), c, caps)
 }
 
 /// LayerNorm over the channels of NCHW x [N, C, H, W] at each pixel (timm's LayerNorm2d);
@@ -335,28 +306,13 @@ impl Op for LayerNorm2d {
         if let Some(fills) = ln2d_textures(cx.input(0), cx.caps) {
             let (outer, c, inner) = layout;
             let lanes = outer * inner / 4;
-            let mut out: Vec<Dispatch> = fills
-                .iter()
-                .enumerate()
-                .map(|(i, f)| f.fill(i, i))
-                .collect();
-            out.push(Dispatch {
-                kernel: Kernel::new("norm_tex", "ln_cols_tex"),
-                params: params(&LnColsTexParams {
-                    cols4: (inner / 4) as u32,
-                    lanes: lanes as u32,
-                    c: c as u32,
-                    eps: self.eps,
-                }),
-                binds: vec![
-                    Bind::texture_read(0),
-                    Bind::texture_read(1),
-                    Bind::texture_read(2),
-                    Bind::write(0),
-                ],
-                grid: [lanes.div_ceil(64) as u32, 1, 1],
+            let p = params(&LnColsTexParams {
+                cols4: (inner / 4) as u32,
+                lanes: lanes as u32,
+                c: c as u32,
+                eps: self.eps,
             });
-            return Ok(out);
+            return Ok(norm_tex_dispatches(&fills, "ln_cols_tex", p, lanes));
         }
         let binds = vec![Bind::read(0), Bind::read(1), Bind::read(2), Bind::write(0)];
         Ok(vec![cols_dispatch(
@@ -396,21 +352,41 @@ fn ln2d_textures(x: &TensorDesc, caps: &Caps) -> Option<[RowFill; 3]> {
     if !caps.texture_operands || !c.is_multiple_of(4) || !inner.is_multiple_of(4) {
         return None;
     }
-    let rows = |rows: usize, k: usize| Operand {
-        rows,
-        k,
-        rs: k,
-        ks: 1,
-        zs: 0,
-        off: 0,
-        batch: 1,
-    };
-    let affine = RowFill::choose(&rows(1, c), caps)?;
-    Some([
-        RowFill::choose(&rows(outer * c, inner), caps)?,
-        affine,
-        affine,
-    ])
+    affine_fills(Operand::row_major(outer * c, inner), c, caps)
+}
+
+/// The fills of a texture normalisation's textures: x (as laid out by the caller), then gamma
+/// and beta [c] as one texture row each.
+fn affine_fills(x: Operand, c: usize, caps: &Caps) -> Option<[RowFill; 3]> {
+    let affine = RowFill::choose(&Operand::row_major(1, c), caps)?;
+    Some([RowFill::choose(&x, caps)?, affine, affine])
+}
+
+/// A texture normalisation: the three fills, then `entry` of norm_tex.wgsl over `lanes` lanes
+/// (x, gamma, beta in textures 0, 1, 2; y the output).
+fn norm_tex_dispatches(
+    fills: &[RowFill; 3],
+    entry: &'static str,
+    params: Vec<u8>,
+    lanes: usize,
+) -> Vec<Dispatch> {
+    let mut out: Vec<Dispatch> = fills
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.fill(i, i))
+        .collect();
+    out.push(Dispatch {
+        kernel: Kernel::new("norm_tex", entry),
+        params,
+        binds: vec![
+            Bind::texture_read(0),
+            Bind::texture_read(1),
+            Bind::texture_read(2),
+            Bind::write(0),
+        ],
+        grid: [lanes.div_ceil(64) as u32, 1, 1],
+    });
+    out
 }
 
 /// Each contiguous chunk of `chunk` values of the last dim of x [..., C] (C % chunk == 0) is

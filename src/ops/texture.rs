@@ -42,6 +42,21 @@ pub struct Operand {
     pub batch: usize,
 }
 
+impl Operand {
+    /// A single contiguous row-major `rows` × `k` matrix at the start of its tensor.
+    pub fn row_major(rows: usize, k: usize) -> Self {
+        Operand {
+            rows,
+            k,
+            rs: k,
+            ks: 1,
+            zs: 0,
+            off: 0,
+            batch: 1,
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct PackParams {

@@ -6,7 +6,7 @@
 
 use crate::common::*;
 use std::collections::HashMap;
-use unitok::graph::run_op_cpu;
+use unitok::graph::{run_op_cpu, run_op_gpu};
 use unitok::ops::matmul::{Matmul, TM, TM_SG};
 use unitok::ops::{EncodeCx, Op, RowChunk, Storage};
 use unitok::{DType, Graph, HostTensor, TensorDesc};
@@ -60,14 +60,12 @@ pub(crate) fn chosen_kernel(
         caps,
     };
     let d = op.encode(&cx).unwrap();
-    if d.len() == 3 {
-        // Texture path: two packs or copies, then the product.
-        assert_eq!(
-            op.scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps)
-                .len(),
-            2
-        );
-        return (d[2].kernel.entry, false);
+    let textures = op.scratch_textures(&[&inputs[0].desc, &inputs[1].desc], caps);
+    if !textures.is_empty() {
+        // Texture path: packs or copies into the two textures, then the product.
+        assert_eq!(textures.len(), 2);
+        assert!(d.len() >= 3);
+        return (d[d.len() - 1].kernel.entry, false);
     }
     assert_eq!(d.len(), 1);
     assert!(op
@@ -421,6 +419,34 @@ fn rows_kernel_around_its_tiles() {
             check_random(op, &sa, &sb, case % 3 == 0, seed);
             seed += 3;
         }
+    }
+}
+
+/// `mm_rows` copies B into its texture as vertical strips, the narrowest (a subgroup's 8
+/// texels) where the stack fits the texture height, wider where it does not. A texture limit
+/// of 512 makes the wider strips happen on small shapes: K = 64 fits 8 strips (B's 160 texels
+/// in strips of 24, the last one 16 wide), and a batched B of 3 × 64 rows fits 2 (strips of
+/// 80). Checked against the CPU reference, with the copies counted.
+#[test]
+fn rows_kernel_with_wider_strips() {
+    use unitok::ops::Op;
+    if !takes_texture_operands() {
+        return;
+    }
+    let dev = unitok::Gpu::new_narrowed(|c| c.max_texture_dim = 512).unwrap();
+    for (batch, strips, seed) in [(vec![], 7usize, 2100u64), (vec![3], 2, 2200)] {
+        let op = Matmul::new(false, false);
+        let (sa, sb) = operands(&op, &batch, true, 24, 64, 640);
+        assert_eq!(chosen_kernel(&dev.caps, &op, &sa, &sb).0, "mm_rows");
+        let (da, db) = (TensorDesc::f32(&sa), TensorDesc::f32(&sb));
+        let sizes = op.scratch_textures(&[&da, &db], &dev.caps);
+        assert_eq!(sizes[1][1] as usize, strips * db.numel() / 640, "{sb:?}");
+        let a = rand_tensor(&sa, seed);
+        let b = rand_tensor(&sb, seed + 1);
+        let want = run_op_cpu(&op, &[&a, &b]).unwrap();
+        let got = run_op_gpu(&dev, op.clone(), &[&a, &b]).unwrap();
+        let (atol, rtol) = tol(64);
+        assert_close(&format!("strips {sb:?}"), &got[0], &want[0], atol, rtol);
     }
 }
 

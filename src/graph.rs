@@ -985,7 +985,14 @@ impl Plan {
                             rows_per_image: None,
                         },
                     },
-                    self.textures[*texture].as_image_copy(),
+                    wgpu::TexelCopyTextureInfo {
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: copy.origin_y,
+                            z: 0,
+                        },
+                        ..self.textures[*texture].as_image_copy()
+                    },
                     wgpu::Extent3d {
                         width: copy.size[0],
                         height: copy.size[1],
@@ -1238,7 +1245,7 @@ fn encode_copy(
     if !copy.offset.is_multiple_of(16)
         || !copy.bytes_per_row.is_multiple_of(256)
         || copy.size[0] > tex.width()
-        || copy.size[1] > tex.height()
+        || copy.size[1] as u64 + copy.origin_y as u64 > tex.height() as u64
         || need > have
     {
         return Err(bad(&format!(

@@ -22,7 +22,8 @@
 //!
 //! On CPU adapters that take texture operands (`Caps::texture_operands`, shaders/matmul_tex.wgsl)
 //! the operands are read from textures instead: `mm_rows` for A · B whose rows are whole
-//! 256-byte copy rows (both copied as they are by the copy engine: no packing pass), else
+//! 256-byte copy rows (both copied by the copy engine, B in vertical strips of columns: no
+//! packing pass), else
 //! `mm_panel` on both operands packed into 8-row panels (any transpose; N a multiple of 4).
 
 use super::texture::{self, Operand, PANEL};
@@ -221,6 +222,7 @@ impl PanelGrid {
             sc: u(self.m * self.n),
             has_bias: bias.is_some() as u32,
             alpha,
+            ..Default::default()
         };
         texture_product("mm_panel", self.sgs, &p, bias, batch)
     }
@@ -243,7 +245,13 @@ struct TexPlan {
 #[derive(Clone, Copy, Debug)]
 struct RowsPlan {
     a: TextureCopy,
+    /// B's copy as one block (the rows of every batch entry); `b_copies` cuts it into strips.
     b: TextureCopy,
+    /// B goes into the texture as vertical strips of `strip` texel columns stacked top to
+    /// bottom, so that one subgroup's walk down K reads contiguous memory instead of one
+    /// 4·N-byte row per k (a new page, out of the prefetcher's reach, every 4 k at N ≥ 1024).
+    strip: usize,
+    strips: usize,
     sgs: usize,
     tiles_m: usize,
     tiles_n: usize,
@@ -261,12 +269,38 @@ impl RowsPlan {
         }
         let n = grid.n;
         let sgs = n.div_ceil(ROWS_TILE_N).next_power_of_two().min(8);
+        let b = texture::natural_copy(b, caps)?;
+        // The narrowest strips (whole subgroups' texels: multiples of PANEL) that fit the
+        // texture height.
+        let (w4, h) = (b.size[0] as usize, b.size[1] as usize);
+        let per_texture = caps.max_texture_dim as usize / h;
+        let strip = w4.div_ceil(per_texture).next_multiple_of(PANEL).min(w4);
         Some(RowsPlan {
             a: texture::natural_copy(a, caps)?,
-            b: texture::natural_copy(b, caps)?,
+            b,
+            strip,
+            strips: w4.div_ceil(strip),
             sgs,
             tiles_m: grid.m.div_ceil(PANEL),
             tiles_n: n.div_ceil(ROWS_TILE_N * sgs),
+        })
+    }
+}
+
+impl RowsPlan {
+    /// B's texture: the strips stacked.
+    fn b_size(&self) -> [u32; 2] {
+        [self.strip as u32, (self.strips as u32) * self.b.size[1]]
+    }
+
+    /// One copy per strip of B.
+    fn b_copies(&self) -> impl Iterator<Item = TextureCopy> + '_ {
+        let w4 = self.b.size[0] as usize;
+        (0..self.strips).map(move |s| TextureCopy {
+            offset: self.b.offset + 16 * (s * self.strip) as u64,
+            bytes_per_row: self.b.bytes_per_row,
+            size: [(w4 - s * self.strip).min(self.strip) as u32, self.b.size[1]],
+            origin_y: s as u32 * self.b.size[1],
         })
     }
 }
@@ -307,6 +341,9 @@ struct PanelParams {
     sc: u32,
     has_bias: u32,
     alpha: f32,
+    /// mm_rows: texel columns per strip of B's texture, and texture rows per strip.
+    strip: u32,
+    strip_rows: u32,
 }
 
 impl Matmul {
@@ -422,12 +459,13 @@ impl Matmul {
             sc: u(g.m * g.n),
             has_bias: has_bias as u32,
             alpha: self.alpha,
+            strip: u(r.strip),
+            strip_rows: r.b.size[1],
         };
-        vec![
-            Dispatch::copy_to_texture(0, 0, r.a),
-            Dispatch::copy_to_texture(1, 1, r.b),
-            texture_product("mm_rows", r.sgs, &p, bias, t.batch),
-        ]
+        let mut out = vec![Dispatch::copy_to_texture(0, 0, r.a)];
+        out.extend(r.b_copies().map(|c| Dispatch::copy_to_texture(1, 1, c)));
+        out.push(texture_product("mm_rows", r.sgs, &p, bias, t.batch));
+        out
     }
 }
 
@@ -532,7 +570,7 @@ impl Op for Matmul {
             return Vec::new();
         };
         match self.tex_plan(a, b, caps) {
-            Some(TexPlan { rows: Some(r), .. }) => vec![r.a.size, r.b.size],
+            Some(TexPlan { rows: Some(r), .. }) => vec![r.a.size, r.b_size()],
             Some(t) => vec![
                 texture::texture_size(t.a.k, t.grid.a_panels, t.a.batch),
                 texture::texture_size(t.b.k, t.grid.b_panels, t.b.batch),

@@ -166,8 +166,10 @@ pub struct TextureCopy {
     pub offset: u64,
     /// Bytes between rows in the buffer (a multiple of 256).
     pub bytes_per_row: u32,
-    /// Texels copied: width × height, into the top-left of the texture.
+    /// Texels copied: width × height, into the texture's left edge from row `origin_y`.
     pub size: [u32; 2],
+    /// First texture row written.
+    pub origin_y: u32,
 }
 
 impl Dispatch {
@@ -184,6 +186,7 @@ impl Dispatch {
         params.extend_from_slice(&copy.bytes_per_row.to_le_bytes());
         params.extend_from_slice(&copy.size[0].to_le_bytes());
         params.extend_from_slice(&copy.size[1].to_le_bytes());
+        params.extend_from_slice(&copy.origin_y.to_le_bytes());
         Dispatch {
             kernel: Kernel::new(Self::COPY_TO_TEXTURE, "copy"),
             params,
@@ -194,7 +197,7 @@ impl Dispatch {
 
     /// The copy this step stands for, if it is one (see `copy_to_texture`).
     pub fn as_copy(&self) -> Option<TextureCopy> {
-        if self.kernel.shader != Self::COPY_TO_TEXTURE || self.params.len() < 20 {
+        if self.kernel.shader != Self::COPY_TO_TEXTURE || self.params.len() < 24 {
             return None;
         }
         let u32_at = |i: usize| {
@@ -211,6 +214,7 @@ impl Dispatch {
             offset: u64::from_le_bytes(off),
             bytes_per_row: u32_at(8),
             size: [u32_at(12), u32_at(16)],
+            origin_y: u32_at(20),
         })
     }
 }

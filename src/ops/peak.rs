@@ -218,6 +218,7 @@ impl Op for LoadProbe {
                     offset: 0,
                     bytes_per_row: size[0] * 16,
                     size,
+                    origin_y: 0,
                 },
             ),
             Dispatch {

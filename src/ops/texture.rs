@@ -193,6 +193,7 @@ pub fn natural_copy(x: &Operand, caps: &Caps) -> Option<TextureCopy> {
         offset: 4 * x.off as u64,
         bytes_per_row: (4 * stride) as u32,
         size: [size[0] as u32, size[1] as u32],
+        origin_y: 0,
     })
 }
 

@@ -91,3 +91,19 @@ fn harness_times_the_small_copy_probe() {
     assert_eq!(m.samples, 2);
     assert!(m.seconds > 0.0 && m.rate().is_finite());
 }
+
+/// `measure_paired` takes one probe sample per kernel sample and a ratio per pair: a copy
+/// timed against the copy probe itself reads close to 1 (the pairs see the same machine).
+#[test]
+fn paired_ratio_of_the_probe_against_itself_is_near_one() {
+    let gpu = gpu();
+    let mut probe = bench::Probe::new(&gpu, bench::copy_case(true)).unwrap();
+    let p = bench::measure_paired(&gpu, &bench::copy_case(true), 5, &mut probe).unwrap();
+    assert_eq!(p.kernel.samples, 5);
+    assert!(p.ceiling > 0.0 && p.ceiling.is_finite());
+    assert!(
+        (0.5..2.0).contains(&p.ratio),
+        "copy against its own probe: ratio {}",
+        p.ratio
+    );
+}

@@ -5,11 +5,13 @@
 //! shape says otherwise) with pseudo-random inputs. Timing is GPU-synchronised: `Plan::run` then
 //! `Gpu::wait`, wall clock, median of the repetitions, after one warm-up run (pipeline
 //! compilation and first-touch excluded; see `LONG_RUN` for runs of seconds). Throughput is
-//! divided by a ceiling measured on the same adapter in the same process (`measure_ceiling`,
-//! the fastest of its samples; `unitok bench` probes before and after the kernels and keeps the
-//! faster reading): the FMA peak for compute-bound kernels (flops, 2 per
-//! multiply-add), the vec4 copy bandwidth for memory-bound ones (bytes read + written, each
-//! tensor counted once).
+//! divided by a ceiling measured on the same adapter in the same process: the FMA peak for
+//! compute-bound kernels (flops, 2 per multiply-add), the vec4 copy bandwidth for memory-bound
+//! ones (bytes read + written, each tensor counted once). `unitok bench` reports two ratios:
+//! the paired one (`measure_paired`: a probe sample next to every kernel sample, the median of
+//! the pairs' ratios), which a shared machine's drifting load mostly cancels out of, and the
+//! ratio to the best ceiling reading (`measure_ceiling`, the fastest of its samples, probed
+//! before and after the kernels), which any slow phase during the kernel's samples lowers.
 //!
 //! Building a case's graph is cheap and allocates nothing; the input data is generated only by
 //! `prepare` (so tests can build and compile every case without filling gigabytes).
@@ -456,6 +458,89 @@ pub fn measure_ceiling(gpu: &Arc<Gpu>, case: &BenchCase) -> Result<Measurement> 
         .map(|_| timed_run(gpu, &mut plan))
         .collect::<Result<Vec<_>>>()?;
     Ok(summarise(case, times, |_| 0))
+}
+
+/// A ceiling probe compiled once and run next to every sample of a kernel (`measure_paired`).
+pub struct Probe {
+    case: BenchCase,
+    plan: Plan,
+}
+
+impl Probe {
+    /// Compile and fill the probe and run it once (pipeline compilation and first touch
+    /// excluded from its samples).
+    pub fn new(gpu: &Arc<Gpu>, case: BenchCase) -> Result<Probe> {
+        let mut plan = prepare(gpu, &case)?;
+        timed_run(gpu, &mut plan)?;
+        Ok(Probe { case, plan })
+    }
+
+    /// One timed run: its rate (GFLOP/s or GB/s).
+    fn sample(&mut self, gpu: &Gpu) -> Result<f64> {
+        let t = timed_run(gpu, &mut self.plan)?.as_secs_f64();
+        Ok(match self.case.work {
+            Work::Flops(w) | Work::Bytes(w) => w / t / 1e9,
+        })
+    }
+}
+
+/// A kernel timed in pairs with its ceiling probe (`measure_paired`).
+pub struct Paired {
+    /// The kernel's samples, as `measure` gives them (median time).
+    pub kernel: Measurement,
+    /// Median of the probe's readings taken next to the kernel's samples.
+    pub ceiling: f64,
+    /// Median over the pairs of (kernel rate / probe rate).
+    pub ratio: f64,
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Time one case as `measure` does, with one probe sample right before or after each kernel
+/// sample (alternating), and the ratio taken per pair. On a shared machine the load of other
+/// processes drifts over seconds; a pair sees the same load, so the median of the pairs'
+/// ratios follows the kernel's efficiency rather than the machine's load at the moment the
+/// kernel and the ceiling happened to be sampled (a kernel median against a best-of-N ceiling
+/// reads low whenever the kernel's samples met a busier phase than the probe's best).
+pub fn measure_paired(
+    gpu: &Arc<Gpu>,
+    case: &BenchCase,
+    reps: usize,
+    probe: &mut Probe,
+) -> Result<Paired> {
+    let mut plan = prepare(gpu, case)?;
+    let reps = reps.max(1);
+    let (mut times, mut probes) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    let warm = timed_run(gpu, &mut plan)?;
+    if warm >= LONG_RUN {
+        times.push(warm);
+        probes.push(probe.sample(gpu)?);
+    }
+    while times.len() < reps {
+        if times.len() % 2 == 0 {
+            probes.push(probe.sample(gpu)?);
+            times.push(timed_run(gpu, &mut plan)?);
+        } else {
+            times.push(timed_run(gpu, &mut plan)?);
+            probes.push(probe.sample(gpu)?);
+        }
+    }
+    let work = match case.work {
+        Work::Flops(w) | Work::Bytes(w) => w,
+    };
+    let ratios = times
+        .iter()
+        .zip(&probes)
+        .map(|(t, c)| work / t.as_secs_f64() / 1e9 / c)
+        .collect();
+    Ok(Paired {
+        kernel: median(case, times),
+        ceiling: median_f64(probes),
+        ratio: median_f64(ratios),
+    })
 }
 
 /// Where one run of a case spends its time: wall time per dispatch label (each dispatch in its

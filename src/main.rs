@@ -542,11 +542,14 @@ fn run_bench(
         .into_iter()
         .filter(|c| filter.as_deref().is_none_or(|f| c.kernel.contains(f)))
         .collect();
-    // The ceilings are probed before and after the kernels and the faster reading counts: a
-    // slow phase of this shared machine during one probe would otherwise inflate every ratio.
+    // The best ceilings: probed before and after the kernels, the faster reading counts (a slow
+    // phase of a shared machine during one probe would otherwise inflate every ratio to them).
     let (fma_case, copy_case) = (bench::fma_case(quick), bench::copy_case(quick));
     let fma_start = bench::measure_ceiling(&gpu, &fma_case)?;
     let copy_start = bench::measure_ceiling(&gpu, &copy_case)?;
+    // The paired ceilings: a probe sample next to every kernel sample.
+    let mut fma_probe = bench::Probe::new(&gpu, bench::fma_case(quick))?;
+    let mut copy_probe = bench::Probe::new(&gpu, bench::copy_case(quick))?;
     let bar = indicatif::ProgressBar::new(cases.len() as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template("bench {msg} [{bar:30}] {pos}/{len}")
     {
@@ -555,7 +558,11 @@ fn run_bench(
     let mut rows = Vec::with_capacity(cases.len());
     for case in &cases {
         bar.set_message(case.kernel);
-        let m = bench::measure(&gpu, case, reps)?;
+        let probe = match case.work {
+            Work::Flops(_) => &mut fma_probe,
+            Work::Bytes(_) => &mut copy_probe,
+        };
+        let m = bench::measure_paired(&gpu, case, reps, probe)?;
         let dispatches = if profile {
             bench::profile(&gpu, case)?
         } else {
@@ -565,6 +572,7 @@ fn run_bench(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    drop((fma_probe, copy_probe));
     let fma_end = bench::measure_ceiling(&gpu, &fma_case)?;
     let copy_end = bench::measure_ceiling(&gpu, &copy_case)?;
     let peak = fma_start.rate().max(fma_end.rate());
@@ -589,32 +597,38 @@ fn run_bench(
             copy_end.rate()
         );
         println!(
-            "{:<16} {:<40} {:>10} {:>3} {:>16} {:>10} {:>7}",
-            "kernel", "shape", "ms", "n", "rate", "ceiling", "ratio"
+            "ratio: median over the samples of (kernel rate / a probe sample taken next to it), \
+             whose median reading is the ceiling column; vs best: median rate / best ceiling"
+        );
+        println!(
+            "{:<16} {:<40} {:>10} {:>3} {:>16} {:>10} {:>7} {:>8}",
+            "kernel", "shape", "ms", "n", "rate", "ceiling", "ratio", "vs best"
         );
     }
-    for (m, dispatches) in rows {
-        let (unit, ceiling) = match m.work {
+    for (paired, dispatches) in rows {
+        let m = &paired.kernel;
+        let (unit, best) = match m.work {
             Work::Flops(_) => ("gflops", peak),
             Work::Bytes(_) => ("gbps", bw),
         };
-        let ratio = m.rate() / ceiling;
+        let vs_best = m.rate() / best;
         if json {
-            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "adapter": adapter, "ms": m.seconds * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
+            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": paired.ceiling, "ratio": paired.ratio, "ceiling_best": best, "ratio_best": vs_best, "adapter": adapter, "ms": m.seconds * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
             o[unit] = serde_json::json!(m.rate());
             println!("{o}");
         } else {
             let u = if unit == "gflops" { "GFLOP/s" } else { "GB/s" };
             println!(
-                "{:<16} {:<40} {:>10.1} {:>3} {:>8.3} {:<7} {:>10.3} {:>7.3}",
+                "{:<16} {:<40} {:>10.1} {:>3} {:>8.3} {:<7} {:>10.3} {:>7.3} {:>8.3}",
                 m.kernel,
                 m.shape,
                 m.seconds * 1e3,
                 m.samples,
                 m.rate(),
                 u,
-                ceiling,
-                ratio
+                paired.ceiling,
+                paired.ratio,
+                vs_best
             );
         }
         for (label, t, n) in dispatches {

@@ -129,6 +129,11 @@ enum Cmd {
         /// time goes (e.g. packing operands into textures against the product itself).
         #[arg(long)]
         profile: bool,
+        /// Time the kernels alone, without a ceiling probe sample next to each of theirs (the
+        /// ratios are then to the best ceiling only): for sampling profilers, e.g.
+        /// tools/profile-jit.sh, that should see the kernel and not the probe.
+        #[arg(long)]
+        unpaired: bool,
     },
     /// Train (or fine-tune) UniTok: reconstruction (0.2·L1 + MSE), VQ and CLIP losses, AdamW with
     /// warm-up + cosine schedule, checkpoints that --resume continues exactly.
@@ -302,12 +307,13 @@ fn main() -> ExitCode {
             filter,
             ab_checks,
             profile,
+            unpaired,
         } => {
             let reps = reps.unwrap_or(if quick { 1 } else { 3 });
             if ab_checks {
                 run_bench_ab(json, reps, filter)
             } else {
-                run_bench(json, reps, quick, filter, profile)
+                run_bench(json, reps, quick, filter, profile, !unpaired)
             }
         }
         Cmd::BenchModel {
@@ -520,6 +526,7 @@ fn run_bench(
     quick: bool,
     filter: Option<String>,
     profile: bool,
+    paired: bool,
 ) -> Result<()> {
     let gpu = Gpu::new()?;
     let adapter = gpu.info.name.clone();
@@ -562,7 +569,12 @@ fn run_bench(
             Work::Flops(_) => &mut fma_probe,
             Work::Bytes(_) => &mut copy_probe,
         };
-        let m = bench::measure_paired(&gpu, case, reps, probe)?;
+        let m = if paired {
+            let p = bench::measure_paired(&gpu, case, reps, probe)?;
+            (p.kernel, Some((p.ceiling, p.ratio)))
+        } else {
+            (bench::measure(&gpu, case, reps)?, None)
+        };
         let dispatches = if profile {
             bench::profile(&gpu, case)?
         } else {
@@ -596,24 +608,29 @@ fn run_bench(
             copy_start.rate(),
             copy_end.rate()
         );
-        println!(
-            "ratio: median over the samples of (kernel rate / a probe sample taken next to it), \
-             whose median reading is the ceiling column; vs best: median rate / best ceiling"
-        );
+        if paired {
+            println!(
+                "ratio: median over the samples of (kernel rate / a probe sample taken next to \
+                 it), whose median reading is the ceiling column; vs best: median rate / best \
+                 ceiling"
+            );
+        } else {
+            println!("ratio and vs best: median rate / best ceiling (--unpaired)");
+        }
         println!(
             "{:<16} {:<40} {:>10} {:>3} {:>16} {:>10} {:>7} {:>8}",
             "kernel", "shape", "ms", "n", "rate", "ceiling", "ratio", "vs best"
         );
     }
-    for (paired, dispatches) in rows {
-        let m = &paired.kernel;
+    for ((m, paired), dispatches) in rows {
         let (unit, best) = match m.work {
             Work::Flops(_) => ("gflops", peak),
             Work::Bytes(_) => ("gbps", bw),
         };
         let vs_best = m.rate() / best;
+        let (ceiling, ratio) = paired.unwrap_or((best, vs_best));
         if json {
-            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": paired.ceiling, "ratio": paired.ratio, "ceiling_best": best, "ratio_best": vs_best, "adapter": adapter, "ms": m.seconds * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
+            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "ceiling_best": best, "ratio_best": vs_best, "adapter": adapter, "ms": m.seconds * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
             o[unit] = serde_json::json!(m.rate());
             println!("{o}");
         } else {
@@ -626,8 +643,8 @@ fn run_bench(
                 m.samples,
                 m.rate(),
                 u,
-                paired.ceiling,
-                paired.ratio,
+                ceiling,
+                ratio,
                 vs_best
             );
         }

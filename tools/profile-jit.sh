@@ -23,7 +23,7 @@ rm -rf "$out"
 mkdir -p "$out"
 cargo build --release --locked -q
 # Enough repetitions to outlast the sampling; the process is stopped afterwards.
-./target/release/unitok bench --filter "$kernel" --reps 100000 >"$out/bench.out" 2>&1 &
+./target/release/unitok bench --unpaired --filter "$kernel" --reps 100000 >"$out/bench.out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 # After the adapter lines: the opening ceiling probes (~3 s), then the kernel's compile and

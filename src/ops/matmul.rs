@@ -245,13 +245,9 @@ struct TexPlan {
 #[derive(Clone, Copy, Debug)]
 struct RowsPlan {
     a: TextureCopy,
-    /// B's copy as one block (the rows of every batch entry); `b_copies` cuts it into strips.
-    b: TextureCopy,
-    /// B goes into the texture as vertical strips of `strip` texel columns stacked top to
-    /// bottom, so that one subgroup's walk down K reads contiguous memory instead of one
-    /// 4·N-byte row per k (a new page, out of the prefetcher's reach, every 4 k at N ≥ 1024).
-    strip: usize,
-    strips: usize,
+    /// B in vertical strips of whole subgroups' columns, so that one subgroup's walk down K
+    /// reads contiguous memory instead of one 4·N-byte row per k.
+    b: texture::Strips,
     sgs: usize,
     tiles_m: usize,
     tiles_n: usize,
@@ -269,38 +265,12 @@ impl RowsPlan {
         }
         let n = grid.n;
         let sgs = n.div_ceil(ROWS_TILE_N).next_power_of_two().min(8);
-        let b = texture::natural_copy(b, caps)?;
-        // The narrowest strips (whole subgroups' texels: multiples of PANEL) that fit the
-        // texture height.
-        let (w4, h) = (b.size[0] as usize, b.size[1] as usize);
-        let per_texture = caps.max_texture_dim as usize / h;
-        let strip = w4.div_ceil(per_texture).next_multiple_of(PANEL).min(w4);
         Some(RowsPlan {
             a: texture::natural_copy(a, caps)?,
-            b,
-            strip,
-            strips: w4.div_ceil(strip),
+            b: texture::Strips::new(texture::natural_copy(b, caps)?, PANEL, caps),
             sgs,
             tiles_m: grid.m.div_ceil(PANEL),
             tiles_n: n.div_ceil(ROWS_TILE_N * sgs),
-        })
-    }
-}
-
-impl RowsPlan {
-    /// B's texture: the strips stacked.
-    fn b_size(&self) -> [u32; 2] {
-        [self.strip as u32, (self.strips as u32) * self.b.size[1]]
-    }
-
-    /// One copy per strip of B.
-    fn b_copies(&self) -> impl Iterator<Item = TextureCopy> + '_ {
-        let w4 = self.b.size[0] as usize;
-        (0..self.strips).map(move |s| TextureCopy {
-            offset: self.b.offset + 16 * (s * self.strip) as u64,
-            bytes_per_row: self.b.bytes_per_row,
-            size: [(w4 - s * self.strip).min(self.strip) as u32, self.b.size[1]],
-            origin_y: s as u32 * self.b.size[1],
         })
     }
 }
@@ -459,11 +429,11 @@ impl Matmul {
             sc: u(g.m * g.n),
             has_bias: has_bias as u32,
             alpha: self.alpha,
-            strip: u(r.strip),
-            strip_rows: r.b.size[1],
+            strip: u(r.b.strip),
+            strip_rows: r.b.rows(),
         };
         let mut out = vec![Dispatch::copy_to_texture(0, 0, r.a)];
-        out.extend(r.b_copies().map(|c| Dispatch::copy_to_texture(1, 1, c)));
+        out.extend(r.b.fills(1, 1));
         out.push(texture_product("mm_rows", r.sgs, &p, bias, t.batch));
         out
     }
@@ -570,7 +540,7 @@ impl Op for Matmul {
             return Vec::new();
         };
         match self.tex_plan(a, b, caps) {
-            Some(TexPlan { rows: Some(r), .. }) => vec![r.a.size, r.b_size()],
+            Some(TexPlan { rows: Some(r), .. }) => vec![r.a.size, r.b.size()],
             Some(t) => vec![
                 texture::texture_size(t.a.k, t.grid.a_panels, t.a.batch),
                 texture::texture_size(t.b.k, t.grid.b_panels, t.b.batch),

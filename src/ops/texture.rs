@@ -197,6 +197,66 @@ pub fn natural_copy(x: &Operand, caps: &Caps) -> Option<TextureCopy> {
     })
 }
 
+/// A plain copy (`natural_copy`) cut into vertical strips of `strip` texel columns, one copy
+/// each, stacked top to bottom in the texture: column c4 of row r lands at texel
+/// (c4 mod strip, (c4 / strip) · rows + r) with `rows` the copy's height. A kernel walking down
+/// the rows of a few columns then reads contiguous memory instead of one texture row per step
+/// (a new page every few steps once rows are kilobytes wide, out of the prefetchers' reach).
+#[derive(Clone, Copy, Debug)]
+pub struct Strips {
+    pub copy: TextureCopy,
+    /// Texel columns per strip.
+    pub strip: usize,
+    pub strips: usize,
+}
+
+impl Strips {
+    /// The narrowest strips, a multiple of `unit` texels wide (or the whole width), whose
+    /// stack fits the texture height.
+    pub fn new(copy: TextureCopy, unit: usize, caps: &Caps) -> Strips {
+        let (w4, h) = (copy.size[0] as usize, (copy.size[1] as usize).max(1));
+        let per_texture = (caps.max_texture_dim as usize / h).max(1);
+        let strip = w4
+            .div_ceil(per_texture)
+            .next_multiple_of(unit.max(1))
+            .min(w4)
+            .max(1);
+        Strips {
+            copy,
+            strip,
+            strips: w4.div_ceil(strip),
+        }
+    }
+
+    /// Texture rows per strip.
+    pub fn rows(&self) -> u32 {
+        self.copy.size[1]
+    }
+
+    /// The texture: the strips stacked.
+    pub fn size(&self) -> [u32; 2] {
+        [self.strip as u32, self.strips as u32 * self.rows()]
+    }
+
+    /// One copy per strip.
+    pub fn copies(&self) -> impl Iterator<Item = TextureCopy> + '_ {
+        let w4 = self.copy.size[0] as usize;
+        (0..self.strips).map(move |s| TextureCopy {
+            offset: self.copy.offset + 16 * (s * self.strip) as u64,
+            bytes_per_row: self.copy.bytes_per_row,
+            size: [(w4 - s * self.strip).min(self.strip) as u32, self.rows()],
+            origin_y: s as u32 * self.rows(),
+        })
+    }
+
+    /// The copy dispatches from graph input `input` into scratch texture `texture`.
+    pub fn fills(&self, input: usize, texture: usize) -> Vec<Dispatch> {
+        self.copies()
+            .map(|c| Dispatch::copy_to_texture(input, texture, c))
+            .collect()
+    }
+}
+
 /// How a row-major operand reaches a row-layout texture (texel (c4, r) = row r, columns
 /// 4·c4 .. 4·c4 + 3): by the copy engine where its rows are whole 256-byte copy rows
 /// (`natural_copy`), else by the `pack_rows` kernel.

@@ -61,6 +61,11 @@ fn dense_3x3_odd_sizes_strides_and_padding() {
             ));
         }
     }
+    // Widths of whole vec4s of output pixels, which the texture path takes, with and without
+    // padding columns.
+    for (w, stride, padding) in [(8, 1, 0), (8, 2, 1), (12, 1, 1), (12, 2, 0)] {
+        worst = worst.max(check([2, 5, 6, w], 9, [3, 3], stride, padding, 1, w as u64));
+    }
     eprintln!("dense 3×3 max abs err {worst:.2e}");
 }
 
@@ -160,6 +165,73 @@ fn depthwise_3x3() {
     }
     worst = worst.max(check([1, 5, 8, 8], 5, [3, 3], 1, 0, 5, 7));
     eprintln!("depthwise max abs err {worst:.2e}");
+}
+
+/// The depthwise texture path (conv_tex.wgsl `conv_dw`, where the adapter takes texture
+/// operands): output rows of 4 and 8 pixels (one and two quads), strides 1 and 2, padding 0 and
+/// 1, a channel count that is not a multiple of 4, batch 2, with and without bias; and with a
+/// texture limit of 40, channels in chunks (padded height 10: at most 4 texels per texture, so
+/// 18 channels = 5 texels take 2 chunks of 3 and 2) and batch entries in separate textures. The path taken is
+/// asserted from the scratch textures (the image, and the 9 × C/4 weight texture).
+#[test]
+fn depthwise_texture_path() {
+    use unitok::ops::Op;
+    let mut worst = 0.0f32;
+    for (c, h, w, stride, padding) in [
+        (6, 8, 8, 1, 1),
+        (6, 8, 8, 2, 1),
+        (7, 5, 10, 1, 0),
+        (10, 9, 16, 2, 1),
+        (4, 3, 6, 1, 0),
+    ] {
+        if takes_texture_operands() {
+            let op = conv(stride, padding, c);
+            let xs = unitok::TensorDesc::f32(&[2, c, h, w]);
+            let ws = unitok::TensorDesc::f32(&[c, 1, 3, 3]);
+            let t = op.scratch_textures(&[&xs, &ws], &gpu().caps);
+            assert_eq!(
+                t.get(1),
+                Some(&[9, c.div_ceil(4) as u32]),
+                "c {c} {h}×{w} s{stride}"
+            );
+        }
+        worst = worst.max(check(
+            [2, c, h, w],
+            c,
+            [3, 3],
+            stride,
+            padding,
+            c,
+            (c * h * w) as u64,
+        ));
+    }
+    eprintln!("depthwise (texture path) max abs err {worst:.2e}");
+    if !takes_texture_operands() {
+        return;
+    }
+    let dev = unitok::Gpu::new_narrowed(|caps| caps.max_texture_dim = 40).unwrap();
+    let (n, c, h, w) = (3, 18, 8, 8);
+    let op = conv(1, 1, c);
+    let x = rand_tensor(&[n, c, h, w], 71);
+    let wt = rand_scaled(&[c, 1, 3, 3], 72, 0.5);
+    let b = rand_tensor(&[c], 73);
+    let xs = unitok::TensorDesc::f32(&[n, c, h, w]);
+    let ws = unitok::TensorDesc::f32(&[c, 1, 3, 3]);
+    let bs = unitok::TensorDesc::f32(&[c]);
+    // One batch entry and a chunk of 3 texels per image texture: 10 rows × 3.
+    assert_eq!(
+        op.scratch_textures(&[&xs, &ws, &bs], &dev.caps)[0],
+        [10, 30]
+    );
+    let want = run_op_cpu(&op, &[&x, &wt, &b]).unwrap();
+    let got = unitok::graph::run_op_gpu(&dev, op.clone(), &[&x, &wt, &b]).unwrap();
+    assert_close(
+        "depthwise in chunks, texture limit 40",
+        &got[0],
+        &want[0],
+        ATOL,
+        RTOL,
+    );
 }
 
 #[test]
@@ -545,5 +617,42 @@ fn texture_path_in_channel_chunks() {
                 );
             }
         }
+    }
+}
+
+/// The image texture is scratch, shared by size between ops, so a pack must write every texel
+/// of it, padding included. Here a padding-free convolution (input 10 wide) fills the texture
+/// with data, then a padded one of the same texture size (input 8 wide) reads it: stale
+/// padding would show in its output. Dense and depthwise second convolutions.
+#[test]
+fn padding_texels_are_rewritten_in_a_shared_texture() {
+    if !takes_texture_operands() {
+        return;
+    }
+    for groups in [1, 4] {
+        let mut g = Graph::new();
+        let xi = g.input("x", &[1, 4, 8, 10], DType::F32);
+        let wa = g.param("wa", &[4, 4, 3, 3], DType::F32);
+        let wb = g.param("wb", &[4, 4 / groups, 3, 3], DType::F32);
+        let y1 = g.conv2d(xi, wa, None, 1, 0, 1).unwrap();
+        let y2 = g.conv2d(y1, wb, None, 1, 1, groups).unwrap();
+        g.mark_output(y2);
+        let mut plan = g.compile(&gpu()).unwrap();
+        let x = rand_tensor(&[1, 4, 8, 10], 301);
+        let a = rand_scaled(&[4, 4, 3, 3], 302, 0.5);
+        let b = rand_scaled(&[4, 4 / groups, 3, 3], 303, 0.5);
+        plan.write(xi, &x).unwrap();
+        plan.write(wa, &a).unwrap();
+        plan.write(wb, &b).unwrap();
+        plan.run().unwrap();
+        let mid = run_op_cpu(&conv(1, 0, 1), &[&x, &a]).unwrap();
+        let want = run_op_cpu(&conv(1, 1, groups), &[&mid[0], &b]).unwrap();
+        assert_close(
+            &format!("groups {groups} after an unpadded conv"),
+            &plan.read(y2).unwrap(),
+            &want[0],
+            ATOL,
+            RTOL,
+        );
     }
 }

@@ -1,5 +1,6 @@
-// Dense 2-D convolution (groups = 1, any kernel size, stride and padding) on texture operands,
-// for CPU adapters (lavapipe); see matmul_tex.wgsl for why textures.
+// Dense 2-D convolution (groups = 1, any kernel size, stride and padding) and depthwise 3 × 3
+// (`conv_dw`, at the end) on texture operands, for CPU adapters (lavapipe); see matmul_tex.wgsl
+// for why textures.
 //
 // An implicit GEMM with K ordered (ky, kx, ci): out[co, pixel] = Σ_k W'[co, k] · X'[k, pixel].
 // - pack_conv_weight writes W' in panels of 8 output channels, one texture row per panel and
@@ -35,7 +36,8 @@ struct Params {
     // First batch entry of this texture and how many it holds.
     z0: u32,
     nb: u32,
-    _p0: u32,
+    // conv_dw: the first texel of channels of this chunk.
+    ci4_0: u32,
     xs_n: u32,
     xs_c: u32,
     xs_h: u32,
@@ -245,5 +247,75 @@ fn conv_panel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let co = 8u * p0 + lane;
     for (var h = 0u; h < 4u; h += 1u) {
         store_pixels(b, co, 8u * q0 + 4u * h, panel_quad(&acc, h, 0u), panel_quad(&acc, h, 1u));
+    }
+}
+
+// Depthwise 3 × 3 (groups = Cin = Cout) with stride DS, on the padded image texture of
+// pack_image (4 channels per texel), for CPU adapters where conv_direct's buffer loads are
+// ~30× a texel load. pack_dw_weight writes the weights as texel (t, c4) = the 4 channels'
+// weight at tap t = 3·ky + kx (through the signed weight strides, as pack_conv_weight); conv_dw
+// gives one lane 4 neighbouring output pixels of a row × 4 channels: per kernel row it loads
+// the 3·DS + 3 input texels under them once, 144 FMAs per 18 (DS = 1) or 27 (DS = 2) texel
+// loads and 9 weight texels.
+override DS: u32 = 1u;
+
+// x = tap, y = texel of 4 channels (all of them: the weight texture serves every chunk).
+@compute @workgroup_size(16)
+fn pack_dw_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    let c4 = gid.y;
+    if (t >= 9u || c4 >= p.c4) {
+        return;
+    }
+    let ky = i32(t / 3u);
+    let kx = i32(t % 3u);
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e += 1u) {
+        let c = 4u * c4 + e;
+        if (c < p.cout) {
+            v[e] = src[u32(p.w_off + i32(c) * p.ws_co + ky * p.ws_ky + kx * p.ws_kx)];
+        }
+    }
+    textureStore(dst, vec2<u32>(t, c4), v);
+}
+
+// x = output pixel quad (4·ox4 .. + 3 of row oy), y = texel of 4 channels of this chunk, z =
+// batch entry of this texture. The chunk's first texel of channels is p.ci4_0.
+@compute @workgroup_size(64)
+fn conv_dw(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let wo4 = p.wo / 4u;
+    if (gid.x >= wo4 * p.ho || gid.y >= p.c4) {
+        return;
+    }
+    let ox4 = gid.x % wo4;
+    let oy = gid.x / wo4;
+    let c4 = gid.y;
+    let b = gid.z;
+    let wrow = p.ci4_0 + c4;
+    let x0 = 4u * ox4 * DS;
+    var acc: array<vec4<f32>, 4>;
+    for (var ky = 0u; ky < 3u; ky += 1u) {
+        let y = (b * p.hp + oy * DS + ky) * p.c4 + c4;
+        var win: array<vec4<f32>, 9>;
+        for (var i = 0u; i < 3u * DS + 3u; i += 1u) {
+            win[i] = textureLoad(tx, vec2<u32>(x0 + i, y));
+        }
+        for (var kx = 0u; kx < 3u; kx += 1u) {
+            let w = textureLoad(tw, vec2<u32>(3u * ky + kx, wrow));
+            for (var j = 0u; j < 4u; j += 1u) {
+                acc[j] = fma(w, win[j * DS + kx], acc[j]);
+            }
+        }
+    }
+    let base = p.y_off + (p.z0 + b) * p.ys_n + oy * p.wo + 4u * ox4;
+    for (var e = 0u; e < 4u; e += 1u) {
+        let c = 4u * wrow + e;
+        if (c < p.cout) {
+            var v = vec4<f32>(acc[0][e], acc[1][e], acc[2][e], acc[3][e]);
+            if (p.has_bias != 0u) {
+                v += bias[c];
+            }
+            y4[(base + c * p.ys_c) / 4u] = v;
+        }
     }
 }

@@ -8,8 +8,10 @@
 //! Kernels:
 //! - `conv_tex.wgsl` (adapters that take texture operands — CPU drivers, see `ops::texture` —
 //!   groups = 1, whole vec4s of output pixels): weights and the zero-padded input packed into
-//!   textures (4 channels per texel), then `panel.wgsl`'s 16 × 16 subgroup tile. The weight
-//!   gradient on such adapters packs dy and im2col(x) into panels for matmul_tex's product.
+//!   textures (4 channels per texel), then `panel.wgsl`'s 16 × 16 subgroup tile. Depthwise
+//!   3×3 (stride 1 or 2, whole vec4s of output pixels per row) reads the same padded image
+//!   texture in `conv_dw`: 4 output pixels × 4 channels per lane. The weight gradient on such
+//!   adapters packs dy and im2col(x) into panels for matmul_tex's product.
 //! - `conv2d_sg.wgsl` (adapters with subgroups of ≥ 8 lanes, Cout/groups ≥ 32): a 32 × 4 block;
 //!   the weights are loaded cooperatively (8 channels per load instruction) and handed out
 //!   with `subgroupBroadcast`. `conv3_sg` covers 3-wide kernels at stride 1 and 2 (the dense
@@ -94,7 +96,8 @@ struct ConvTexParams {
     wp: u32,
     z0: u32,
     nb: u32,
-    _p0: u32,
+    /// conv_dw: the first texel of 4 channels of this chunk.
+    ci4_0: u32,
     xs_n: u32,
     xs_c: u32,
     xs_h: u32,
@@ -115,6 +118,39 @@ struct ConvTexParams {
     kdim: u32,
     k4: u32,
     _q: [u32; 2],
+}
+
+/// The depthwise texture path (shaders/conv_tex.wgsl `conv_dw`): texture 0 holds the
+/// zero-padded input of `nb` batch entries and `cc4` texels of 4 channels (one chunk of the
+/// channels), texture 1 the weights of every channel (9 taps × c4 texels).
+#[derive(Clone, Copy, Debug)]
+struct DwTex {
+    c4: usize,
+    cc4: usize,
+    chunks: usize,
+    hp: usize,
+    wp: usize,
+    nb: usize,
+}
+
+impl DwTex {
+    fn textures(&self) -> Vec<[u32; 2]> {
+        vec![
+            [self.wp as u32, (self.nb * self.hp * self.cc4) as u32],
+            [9, self.c4 as u32],
+        ]
+    }
+}
+
+/// The dispatch that fills texture 0 with the zero-padded input of `rows` padded rows (the
+/// texture's batch entries) for params `p` (conv_tex.wgsl `pack_image`).
+fn pack_image(p: &ConvTexParams, wp: usize, rows: usize) -> Dispatch {
+    Dispatch {
+        kernel: Kernel::new("conv_tex", "pack_image"),
+        params: params(p),
+        binds: vec![Bind::read(0), Bind::texture_write(0)],
+        grid: [groups(wp * p.c4 as usize, 64), rows as u32, 1],
+    }
 }
 
 /// Output channels (and pixels) one subgroup of `conv_panel` computes: two panels.
@@ -292,6 +328,9 @@ impl Conv2d {
     /// The dispatches of a convolution with dense NCHW input and output and weights addressed
     /// through `wstrides`: the texture path where it applies, else one buffer-kernel dispatch.
     fn dense_dispatches(&self, caps: &Caps, g: &Geom, wstrides: [i32; 5]) -> Result<Vec<Dispatch>> {
+        if let Some(t) = self.dw_tex_plan(caps, g) {
+            return Ok(self.encode_dw_tex(g, &t, wstrides));
+        }
         match self.tex_plan(caps, g) {
             Some(t) => Ok(self.encode_tex(g, &t, wstrides)),
             None => Ok(vec![self.forward_dispatch(caps, g, wstrides)?]),
@@ -353,6 +392,133 @@ impl Conv2d {
             taps,
             nb,
         })
+    }
+
+    /// The scratch textures `dense_dispatches` uses for geometry `g` (none on buffer kernels).
+    fn textures(&self, caps: &Caps, g: &Geom) -> Vec<[u32; 2]> {
+        if let Some(t) = self.dw_tex_plan(caps, g) {
+            return t.textures();
+        }
+        self.tex_plan(caps, g).map_or(Vec::new(), |t| t.textures())
+    }
+
+    /// The depthwise texture path, when texture operands are on and it applies: groups = Cin
+    /// = Cout, a 3 × 3 kernel, stride 1 or 2, output rows of whole vec4s, textures and grids
+    /// within the adapter's limits. Channels too many for one padded image per texture go in
+    /// chunks (each its own pack and kernel); batch entries share a texture as its height
+    /// allows.
+    fn dw_tex_plan(&self, caps: &Caps, g: &Geom) -> Option<DwTex> {
+        let depthwise = self.groups == g.cin && g.cout == g.cin;
+        if !caps.texture_operands
+            || !depthwise
+            || (g.kh, g.kw) != (3, 3)
+            || !(self.stride == 1 || self.stride == 2)
+            || !g.wo.is_multiple_of(4)
+        {
+            return None;
+        }
+        if [g.n * g.cin * g.h * g.w, g.n * g.cout * g.ho * g.wo]
+            .iter()
+            .any(|&v| v >= i32::MAX as usize)
+        {
+            return None;
+        }
+        let c4 = g.cin.div_ceil(4);
+        let (hp, wp) = (g.h + 2 * self.padding, g.w + 2 * self.padding);
+        let (max, grid) = (
+            caps.max_texture_dim as usize,
+            caps.max_workgroups_per_dim as usize,
+        );
+        let chunks = c4.div_ceil((max / hp).max(1));
+        let cc4 = c4.div_ceil(chunks);
+        let nb = (max / (hp * cc4)).min(grid).min(g.n);
+        let fits = nb >= 1
+            && hp * cc4 <= max
+            && wp <= max
+            && c4 <= max
+            && (g.wo / 4 * g.ho).div_ceil(64) <= grid
+            && cc4 <= grid
+            && c4 <= grid;
+        fits.then_some(DwTex {
+            c4,
+            cc4,
+            chunks,
+            hp,
+            wp,
+            nb,
+        })
+    }
+
+    fn encode_dw_tex(&self, g: &Geom, t: &DwTex, wstrides: [i32; 5]) -> Vec<Dispatch> {
+        let u = |v: usize| v as u32;
+        let base = ConvTexParams {
+            cin: u(g.cin),
+            h: u(g.h),
+            w: u(g.w),
+            pad: u(self.padding),
+            stride: u(self.stride),
+            kh: 3,
+            kw: 3,
+            c4: u(t.c4),
+            ho: u(g.ho),
+            wo: u(g.wo),
+            cout: u(g.cout),
+            hp: u(t.hp),
+            wp: u(t.wp),
+            xs_n: u(g.cin * g.h * g.w),
+            xs_c: u(g.h * g.w),
+            xs_h: u(g.w),
+            ws_co: wstrides[0],
+            ws_ci: wstrides[1],
+            ws_ky: wstrides[2],
+            ws_kx: wstrides[3],
+            w_off: wstrides[4],
+            ys_n: u(g.cout * g.ho * g.wo),
+            ys_c: u(g.ho * g.wo),
+            has_bias: g.has_bias as u32,
+            ..Default::default()
+        };
+        let mut out = vec![Dispatch {
+            kernel: Kernel::new("conv_tex", "pack_dw_weight"),
+            params: params(&base),
+            binds: vec![Bind::read(1), Bind::texture_write(1)],
+            grid: [1, u(t.c4), 1],
+        }];
+        let bias = if g.has_bias {
+            Bind::read(2)
+        } else {
+            Bind::read(1)
+        };
+        for z0 in (0..g.n).step_by(t.nb) {
+            let nb = t.nb.min(g.n - z0);
+            for j in 0..t.chunks {
+                // Chunk j: channel texels cc4·j .. (fewer in the last).
+                let c0 = 4 * t.cc4 * j;
+                let cin = (4 * t.cc4).min(g.cin - c0);
+                let p = ConvTexParams {
+                    cin: u(cin),
+                    c4: u(cin.div_ceil(4)),
+                    x_off: u(c0) * base.xs_c,
+                    ci4_0: u(t.cc4 * j),
+                    z0: u(z0),
+                    nb: u(nb),
+                    ..base
+                };
+                out.push(pack_image(&p, t.wp, nb * t.hp));
+                out.push(Dispatch {
+                    kernel: Kernel::new("conv_tex", "conv_dw").with("DS", self.stride as f64),
+                    params: params(&p),
+                    binds: vec![
+                        Bind::texture_read(1),
+                        Bind::texture_read(0),
+                        Bind::write(0),
+                        bias,
+                    ],
+                    grid: [groups(g.wo / 4 * g.ho, 64), p.c4, u(nb)],
+                });
+            }
+        }
+        out
     }
 
     fn encode_tex(&self, g: &Geom, t: &ConvTex, wstrides: [i32; 5]) -> Vec<Dispatch> {
@@ -426,12 +592,7 @@ impl Conv2d {
                     nb: u(nb),
                     ..chunk(j)
                 };
-                out.push(Dispatch {
-                    kernel: Kernel::new("conv_tex", "pack_image"),
-                    params: params(&p),
-                    binds: vec![Bind::read(0), Bind::texture_write(0)],
-                    grid: [groups(t.wp * p.c4 as usize, 64), u(nb * t.hp), 1],
-                });
+                out.push(pack_image(&p, t.wp, nb * t.hp));
                 out.push(Dispatch {
                     kernel: Kernel::new("conv_tex", "conv_panel").with("SGS", t.sgs as f64),
                     params: params(&p),
@@ -610,7 +771,7 @@ impl Op for Conv2d {
     fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|d| d.shape.as_slice()).collect();
         match self.geom(&shapes) {
-            Ok(g) => self.tex_plan(caps, &g).map_or(Vec::new(), |t| t.textures()),
+            Ok(g) => self.textures(caps, &g),
             Err(_) => Vec::new(),
         }
     }
@@ -841,7 +1002,7 @@ impl Op for Conv2dBackwardData {
             return Vec::new();
         };
         match self.as_forward(&g) {
-            Some((fwd, tg, _)) => fwd.tex_plan(caps, &tg).map_or(Vec::new(), |t| t.textures()),
+            Some((fwd, tg, _)) => fwd.textures(caps, &tg),
             None => Vec::new(),
         }
     }

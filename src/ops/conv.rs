@@ -142,6 +142,16 @@ impl DwTex {
     }
 }
 
+/// The bias binding of the texture kernels: input 2, or (without a bias) the weights, never
+/// read.
+fn bias_bind(g: &Geom) -> Bind {
+    if g.has_bias {
+        Bind::read(2)
+    } else {
+        Bind::read(1)
+    }
+}
+
 /// The dispatch that fills texture 0 with the zero-padded input of `rows` padded rows (the
 /// texture's batch entries) for params `p` (conv_tex.wgsl `pack_image`).
 fn pack_image(p: &ConvTexParams, wp: usize, rows: usize) -> Dispatch {
@@ -451,44 +461,14 @@ impl Conv2d {
 
     fn encode_dw_tex(&self, g: &Geom, t: &DwTex, wstrides: [i32; 5]) -> Vec<Dispatch> {
         let u = |v: usize| v as u32;
-        let base = ConvTexParams {
-            cin: u(g.cin),
-            h: u(g.h),
-            w: u(g.w),
-            pad: u(self.padding),
-            stride: u(self.stride),
-            kh: 3,
-            kw: 3,
-            c4: u(t.c4),
-            ho: u(g.ho),
-            wo: u(g.wo),
-            cout: u(g.cout),
-            hp: u(t.hp),
-            wp: u(t.wp),
-            xs_n: u(g.cin * g.h * g.w),
-            xs_c: u(g.h * g.w),
-            xs_h: u(g.w),
-            ws_co: wstrides[0],
-            ws_ci: wstrides[1],
-            ws_ky: wstrides[2],
-            ws_kx: wstrides[3],
-            w_off: wstrides[4],
-            ys_n: u(g.cout * g.ho * g.wo),
-            ys_c: u(g.ho * g.wo),
-            has_bias: g.has_bias as u32,
-            ..Default::default()
-        };
+        let base = self.tex_params(g, (t.c4, t.hp, t.wp), wstrides);
         let mut out = vec![Dispatch {
             kernel: Kernel::new("conv_tex", "pack_dw_weight"),
             params: params(&base),
             binds: vec![Bind::read(1), Bind::texture_write(1)],
             grid: [1, u(t.c4), 1],
         }];
-        let bias = if g.has_bias {
-            Bind::read(2)
-        } else {
-            Bind::read(1)
-        };
+        let bias = bias_bind(g);
         for z0 in (0..g.n).step_by(t.nb) {
             let nb = t.nb.min(g.n - z0);
             for j in 0..t.chunks {
@@ -521,9 +501,16 @@ impl Conv2d {
         out
     }
 
-    fn encode_tex(&self, g: &Geom, t: &ConvTex, wstrides: [i32; 5]) -> Vec<Dispatch> {
+    /// The fields every texture-path dispatch shares: geometry, strides of the dense NCHW
+    /// input and output, the signed weight strides; `(c4, hp, wp)` of the image texture.
+    fn tex_params(
+        &self,
+        g: &Geom,
+        (c4, hp, wp): (usize, usize, usize),
+        wstrides: [i32; 5],
+    ) -> ConvTexParams {
         let u = |v: usize| v as u32;
-        let base = ConvTexParams {
+        ConvTexParams {
             cin: u(g.cin),
             h: u(g.h),
             w: u(g.w),
@@ -531,14 +518,12 @@ impl Conv2d {
             stride: u(self.stride),
             kh: u(g.kh),
             kw: u(g.kw),
-            c4: u(t.c4),
+            c4: u(c4),
             ho: u(g.ho),
             wo: u(g.wo),
             cout: u(g.cout),
-            hp: u(t.hp),
-            wp: u(t.wp),
-            z0: 0,
-            nb: 0,
+            hp: u(hp),
+            wp: u(wp),
             xs_n: u(g.cin * g.h * g.w),
             xs_c: u(g.h * g.w),
             xs_h: u(g.w),
@@ -549,10 +534,17 @@ impl Conv2d {
             w_off: wstrides[4],
             ys_n: u(g.cout * g.ho * g.wo),
             ys_c: u(g.ho * g.wo),
-            tiles_n: u(t.tiles_n),
-            tiles: u(t.tiles),
             has_bias: g.has_bias as u32,
             ..Default::default()
+        }
+    }
+
+    fn encode_tex(&self, g: &Geom, t: &ConvTex, wstrides: [i32; 5]) -> Vec<Dispatch> {
+        let u = |v: usize| v as u32;
+        let base = ConvTexParams {
+            tiles_n: u(t.tiles_n),
+            tiles: u(t.tiles),
+            ..self.tex_params(g, (t.c4, t.hp, t.wp), wstrides)
         };
         // Chunk j: input channels 4·cc4·j .. (fewer in the last), its own weight texture.
         let chunk = |j: usize| {
@@ -579,11 +571,7 @@ impl Conv2d {
                 }
             })
             .collect();
-        let bias = if g.has_bias {
-            Bind::read(2)
-        } else {
-            Bind::read(1)
-        };
+        let bias = bias_bind(g);
         for z0 in (0..g.n).step_by(t.nb) {
             let nb = t.nb.min(g.n - z0);
             for j in 0..t.chunks {

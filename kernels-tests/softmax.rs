@@ -26,6 +26,26 @@ fn batched_shapes_and_many_rows() {
     check_op(Softmax, &[&x], 1e-7, 1e-5);
 }
 
+/// Rows of a multiple of 4 take the texture kernel where the adapter takes texture operands
+/// (one lane per row, 64 lanes per workgroup): rows around the workgroup, filled by the copy
+/// engine (64 floats = one 256-byte copy row) and by the packing kernel (20 floats).
+#[test]
+fn texture_kernel_rows() {
+    use unitok::ops::Op;
+    for (rows, n) in [(63, 64), (64, 64), (130, 64), (65, 20), (3, 256)] {
+        if takes_texture_operands() {
+            let d = unitok::TensorDesc::f32(&[rows, n]);
+            assert_eq!(
+                Softmax.scratch_textures(&[&d], &gpu().caps).len(),
+                1,
+                "[{rows}, {n}]"
+            );
+        }
+        let x = rand_scaled(&[rows, n], (rows * n) as u64, 6.0);
+        check_op(Softmax, &[&x], 1e-7, 1e-5);
+    }
+}
+
 #[test]
 fn rows_of_one_are_one() {
     let x = rand_scaled(&[5, 1], 6, 1e4);

@@ -79,3 +79,38 @@ fn softmax_small(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let inv = 1.0 / s;
     for (var k = 0u; k < n; k++) { y[base + k] = exp(x[base + k] - m) * inv; }
 }
+
+// softmax_rows for CPU adapters (texture operands, see matmul_tex.wgsl): one lane per row,
+// reading x from an rgba32float texture in the row layout (texel (c4, r) = row r, columns
+// 4·c4 .. 4·c4 + 3; filled by one copy or pack_rows before), so neither workgroup memory nor
+// barriers (on llvmpipe every workgroup load is a loop over the lanes and every barrier a
+// coroutine switch, which made softmax_rows ~80 ms for [4096, 256]). Three sweeps: the max,
+// the sum of exp(x − max) in 4 partial sums, the normalised values as vec4 stores. The row
+// length is a multiple of 4 (the host checks).
+@group(0) @binding(1) var tx: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn softmax_rows_tex(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    // Uniform reads hoisted: inside a loop each is one load per lane per trip on llvmpipe.
+    let rows = p.rows;
+    let n4 = p.n / 4u;
+    let row0 = linear_workgroup(wg, nwg) * 64u + li;
+    // Rows past the end compute on the last row and write nothing.
+    let row = min(row0, rows - 1u);
+    var m4 = vec4<f32>(NEG);
+    for (var i = 0u; i < n4; i += 1u) {
+        m4 = max(m4, textureLoad(tx, vec2<u32>(i, row)));
+    }
+    let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+    var s4 = vec4<f32>(0.0);
+    for (var i = 0u; i < n4; i += 1u) {
+        s4 += exp(textureLoad(tx, vec2<u32>(i, row)) - m);
+    }
+    let inv = 1.0 / ((s4.x + s4.y) + (s4.z + s4.w));
+    if (row0 < rows) {
+        for (var i = 0u; i < n4; i += 1u) {
+            y4[row * n4 + i] = exp(textureLoad(tx, vec2<u32>(i, row)) - m) * inv;
+        }
+    }
+}

@@ -1,9 +1,13 @@
 //! Softmax over the last dim, numerically stable (max subtracted), rows of any length.
 //!
 //! Rows up to `SMALL_ROW` elements run one invocation per row (no barriers); longer rows run
-//! one workgroup per row with an online (max, sum) pass, a tree merge and a writing pass.
+//! one workgroup per row with an online (max, sum) pass, a tree merge and a writing pass. On
+//! adapters that take texture operands (CPU drivers), rows of a multiple of 4 run
+//! `softmax_rows_tex`: x copied (or packed) into a row-layout texture, one lane per row.
 
+use super::texture::{Operand, RowFill};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
+use crate::device::Caps;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::tensor::{DType, HostTensor, TensorDesc};
@@ -28,6 +32,16 @@ fn rows_cols(shape: &[usize]) -> (usize, usize) {
     let n = shape.last().copied().unwrap_or(1);
     let rows = shape.iter().product::<usize>() / n.max(1);
     (rows, n)
+}
+
+/// How `softmax_rows_tex` gets x into texture 0, where it applies (texture operands on, rows
+/// of a multiple of 4, a texture within the adapter's limits).
+fn row_texture(x: &TensorDesc, caps: &Caps) -> Option<RowFill> {
+    let (rows, n) = rows_cols(&x.shape);
+    if !caps.texture_operands || !n.is_multiple_of(4) || x.numel() == 0 {
+        return None;
+    }
+    RowFill::choose(&Operand::row_major(rows, n), caps)
 }
 
 /// Softmax of one row in f64 accumulation (the CPU reference).
@@ -94,6 +108,17 @@ impl Op for Softmax {
             n: n as u32,
             ..Default::default()
         });
+        if let Some(fill) = row_texture(cx.input(0), cx.caps) {
+            return Ok(vec![
+                fill.fill(0, 0),
+                Dispatch {
+                    kernel: Kernel::new("softmax", "softmax_rows_tex"),
+                    params: p,
+                    binds: vec![Bind::texture_read(0), Bind::write(0)],
+                    grid: [groups(rows, 64), 1, 1],
+                },
+            ]);
+        }
         let (entry, grid) = if n <= SMALL_ROW {
             ("softmax_small", groups(rows, 64))
         } else {
@@ -105,6 +130,12 @@ impl Op for Softmax {
             binds: vec![Bind::read(0), Bind::write(0)],
             grid: [grid, 1, 1],
         }])
+    }
+    fn scratch_textures(&self, inputs: &[&TensorDesc], caps: &Caps) -> Vec<[u32; 2]> {
+        match inputs.first().and_then(|x| row_texture(x, caps)) {
+            Some(fill) => vec![fill.size()],
+            None => Vec::new(),
+        }
     }
 }
 

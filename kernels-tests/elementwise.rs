@@ -61,6 +61,13 @@ fn binary_broadcasts() {
         (&[4, 6], &[1, 6]),
         (&[1, 16, 8], &[1, 1, 8]),   // positional embedding at batch 1
         (&[2, 3, 1, 5], &[3, 1, 5]), // a size-1 dim of a inside the block
+        // A vec4 per invocation (binary4): b along the output, b one element per 4 outputs;
+        // and the scalar kernel where b's count or its repeat is not a multiple of 4.
+        (&[3, 256], &[3, 256]),
+        (&[2, 3, 12], &[12]),
+        (&[2, 8, 4, 4], &[8, 1, 1]),
+        (&[2, 3, 4, 4], &[3, 1, 1]),
+        (&[2, 4, 3, 3], &[4, 1, 1]),
     ];
     for (i, (a, b)) in cases.iter().enumerate() {
         let ta = rand_scaled(a, 10 + i as u64, 3.0);

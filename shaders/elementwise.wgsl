@@ -41,6 +41,20 @@ fn unary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out[i] = unary_op(a[i]);
 }
 
+// unary4 and binary4: the same maps a vec4 per invocation, where the element counts are
+// multiples of 4 (the host checks). On CPU drivers every buffer load or store is a loop over the
+// lanes whatever its width, so a vec4 costs about what a scalar does.
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn unary4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= p.n / 4u) { return; }
+    let v = a4[i];
+    out4[i] = vec4<f32>(unary_op(v.x), unary_op(v.y), unary_op(v.z), unary_op(v.w));
+}
+
 @group(0) @binding(0) var<uniform> pb: Params;
 @group(0) @binding(1) var<storage, read> xa: array<f32>;
 @group(0) @binding(2) var<storage, read> xb: array<f32>;
@@ -61,6 +75,27 @@ fn binary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let i = linear_workgroup(wg, nwg) * WG + li;
     if (i >= pb.n) { return; }
     outb[i] = binary_op(xa[i], xb[(i / pb.inner) % pb.nb]);
+}
+
+@group(0) @binding(1) var<storage, read> xa4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> xb4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> outb4: array<vec4<f32>>;
+
+// b's elements for output elements 4i .. 4i + 3: b's own vec4 where b runs along the output
+// (inner = 1, nb a multiple of 4), else one element of b for all 4 (inner a multiple of 4).
+@compute @workgroup_size(256)
+fn binary4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= pb.n / 4u) { return; }
+    let x = xa4[i];
+    var y: vec4<f32>;
+    if (pb.inner == 1u) {
+        y = xb4[i % (pb.nb / 4u)];
+    } else {
+        let j = (4u * i / pb.inner) % pb.nb;
+        y = vec4<f32>(xb4[j / 4u][j % 4u]);
+    }
+    outb4[i] = vec4<f32>(binary_op(x.x, y.x), binary_op(x.y, y.y), binary_op(x.z, y.z), binary_op(x.w, y.w));
 }
 
 // out[b, c, r] = a[b, r, c]: rows = nb, cols = inner. 16×16 tiles through workgroup memory so

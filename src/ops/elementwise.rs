@@ -143,11 +143,17 @@ impl Op for Unary {
     }
     fn encode(&self, cx: &EncodeCx) -> Result<Vec<Dispatch>> {
         let n = cx.input(0).numel();
+        // A vec4 per invocation where the count allows (see elementwise.wgsl unary4).
+        let (entry, lanes) = if n.is_multiple_of(4) {
+            ("unary4", n / 4)
+        } else {
+            ("unary", n)
+        };
         Ok(vec![Dispatch {
-            kernel: Kernel::new("elementwise", "unary").with("OP", self.kind.code()),
+            kernel: Kernel::new("elementwise", entry).with("OP", self.kind.code()),
             params: self.kind.params(n),
             binds: vec![Bind::read(0), Bind::write(0)],
-            grid: [groups(n, WG), 1, 1],
+            grid: [groups(lanes, WG), 1, 1],
         }])
     }
 }
@@ -293,8 +299,17 @@ impl Op for Binary {
                     &[&cx.input(0).shape, &cx.input(1).shape],
                 )
             })?;
+        // A vec4 per invocation where 4 neighbouring outputs meet 4 neighbouring elements of b
+        // or one (see elementwise.wgsl binary4).
+        let vec4 =
+            n.is_multiple_of(4) && nb.is_multiple_of(4) && (inner == 1 || inner.is_multiple_of(4));
+        let (entry, lanes) = if vec4 {
+            ("binary4", n / 4)
+        } else {
+            ("binary", n)
+        };
         Ok(vec![Dispatch {
-            kernel: Kernel::new("elementwise", "binary").with("OP", self.kind.code()),
+            kernel: Kernel::new("elementwise", entry).with("OP", self.kind.code()),
             params: params(&Params {
                 n: n as u32,
                 nb: nb as u32,
@@ -302,7 +317,7 @@ impl Op for Binary {
                 ..Default::default()
             }),
             binds: vec![Bind::read(0), Bind::read(1), Bind::write(0)],
-            grid: [groups(n, WG), 1, 1],
+            grid: [groups(lanes, WG), 1, 1],
         }])
     }
 }

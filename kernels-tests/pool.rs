@@ -82,7 +82,16 @@ fn avg_pool_shape_errors() {
 
 #[test]
 fn upsample_odd_sizes_and_batch() {
-    for (n, c, h, w) in [(1, 1, 1, 1), (2, 3, 5, 7), (3, 2, 16, 17), (1, 4, 1, 9)] {
+    // Odd widths take the element kernel, even ones the 4-outputs-per-invocation one.
+    for (n, c, h, w) in [
+        (1, 1, 1, 1),
+        (2, 3, 5, 7),
+        (3, 2, 16, 17),
+        (1, 4, 1, 9),
+        (1, 1, 1, 2),
+        (2, 3, 5, 8),
+        (1, 2, 3, 6),
+    ] {
         let x = rand_tensor(&[n, c, h, w], (n * 1000 + c * 100 + h * 10 + w) as u64);
         let got = check_op(UpsampleNearest2x, &[&x], 0.0, 0.0);
         assert_eq!(got[0].shape, vec![n, c, 2 * h, 2 * w]);

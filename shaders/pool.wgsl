@@ -75,6 +75,28 @@ fn upsample2x(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     y[p.y_off + pl * p.ys_p + oh * p.wo + ow] = x[p.x_off + pl * p.xs_p + (oh / 2u) * p.w + ow / 2u];
 }
 
+// upsample2x where the input width is even: one invocation per 4 output pixels of a row, from
+// 2 input pixels (one vec2 load, one vec4 store instead of 4 loads and 4 stores: on CPU drivers
+// each buffer access is a loop over the lanes whatever its width). total = outputs / 4; the
+// offsets and plane strides are even (input) and multiples of 4 (output), as the host checks.
+@group(0) @binding(1) var<storage, read> x2: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn upsample2x4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + li;
+    if (i >= p.total) {
+        return;
+    }
+    let q4 = p.wo / 4u;
+    let q = i % q4;
+    let r = i / q4;
+    let oh = r % p.ho;
+    let pl = r / p.ho;
+    let v = x2[(p.x_off + pl * p.xs_p + (oh / 2u) * p.w) / 2u + q];
+    y4[(p.y_off + pl * p.ys_p + oh * p.wo) / 4u + q] = vec4<f32>(v.x, v.x, v.y, v.y);
+}
+
 // AvgPool2d backward: one invocation per input element (total = planes · h · w; here x is the
 // output gradient dy [planes, ho, wo] and y the input gradient dx [planes, h, w]).
 // dx[ih, iw] = Σ over the windows (oh, ow) that contain it of dy[oh, ow] / count(oh, ow), with

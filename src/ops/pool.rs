@@ -227,11 +227,20 @@ impl Op for UpsampleNearest2x {
             ys_p: (4 * h * w) as u32,
             ..Default::default()
         };
+        // Even widths: 4 outputs from 2 inputs per invocation (pool.wgsl upsample2x4).
+        let (entry, lanes) = if w.is_multiple_of(2) {
+            ("upsample2x4", total / 4)
+        } else {
+            ("upsample2x", total)
+        };
         Ok(vec![Dispatch {
-            kernel: Kernel::new("pool", "upsample2x"),
-            params: params(&p),
+            kernel: Kernel::new("pool", entry),
+            params: params(&PoolParams {
+                total: lanes as u32,
+                ..p
+            }),
             binds: vec![Bind::read(0), Bind::write(0)],
-            grid: [groups(total, WG), 1, 1],
+            grid: [groups(lanes, WG), 1, 1],
         }])
     }
 }

@@ -5,7 +5,7 @@
 use crate::common::*;
 use std::collections::HashMap;
 use unitok::device::Caps;
-use unitok::graph::run_op_cpu;
+use unitok::graph::{run_op_cpu, run_op_gpu};
 use unitok::ops::attention::{Attention, AttentionKernel};
 use unitok::ops::{Dispatch, EncodeCx, Op};
 use unitok::tensor::TensorDesc;
@@ -53,15 +53,20 @@ fn kernels() -> Vec<AttentionKernel> {
     v
 }
 
-/// Texture8 packs K and V into a texture first where the head dim is a multiple of 4, and
-/// falls back to the buffer kernel (no texture) otherwise.
+/// Texture8 fills a texture first where the head dim is a multiple of 4 (by copies, one per
+/// strip of heads, or by the packing kernel), and falls back to the buffer kernel (no texture)
+/// otherwise.
 #[test]
 fn texture_kernel_is_taken_where_it_fits() {
     let caps = gpu().caps.clone();
     if !takes_texture_operands() {
         return;
     }
-    for (d, packs) in [(64, true), (16, true), (6, false)] {
+    // (head dim, fill dispatches): d = 64 makes 1536-byte token rows, which the copy engine
+    // cuts into one strip per head (2 heads × q, k, v); d = 16 rows (384 bytes) take the
+    // packing kernel; d = 6 cannot use the texture.
+    for (d, fills) in [(64, 6), (16, 1), (6, 0)] {
+        let packs = fills > 0;
         let a = op(2, d, false, false, false);
         let x = TensorDesc::f32(&[2, 9, 3 * 2 * d]);
         let out = a.infer(&[&x]).unwrap();
@@ -78,7 +83,7 @@ fn texture_kernel_is_taken_where_it_fits() {
             caps: &caps,
         };
         let d_list = a.encode_with(&cx, AttentionKernel::Texture8).unwrap();
-        assert_eq!(d_list.len(), if packs { 2 } else { 1 }, "d = {d}");
+        assert_eq!(d_list.len(), fills + 1, "d = {d}");
         assert_eq!(a.scratch_textures(&[&x], &caps).len(), packs as usize);
         let last = d_list.last().unwrap();
         assert_eq!(
@@ -89,6 +94,35 @@ fn texture_kernel_is_taken_where_it_fits() {
                 "attention_sg"
             }
         );
+    }
+}
+
+/// The head strips of the qkv texture under a narrowed texture limit: strips of several heads
+/// each and a narrower last one (3 heads of d = 64 are 9 head units of 16 texels; 130 rows
+/// under a limit of 300 give 2 strips per texture: 80 texels = 5 units, then 4).
+#[test]
+fn texture_strips_of_several_heads() {
+    if !takes_texture_operands() {
+        return;
+    }
+    let dev = unitok::Gpu::new_narrowed(|c| c.max_texture_dim = 300).unwrap();
+    let (b, l, heads, d) = (2, 65, 3, 64);
+    let x = qkv(b, l, heads, d, 91);
+    let xs = TensorDesc::f32(&[b, l, 3 * heads * d]);
+    for causal in [false, true] {
+        let a = op(heads, d, causal, false, causal);
+        assert_eq!(a.scratch_textures(&[&xs], &dev.caps), vec![[80, 260]]);
+        let want = run_op_cpu(&a, &[&x]).unwrap();
+        let got = run_op_gpu(&dev, Forced(a, AttentionKernel::Texture8), &[&x]).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_close(
+                &format!("strips, causal {causal}, output {i}"),
+                g,
+                w,
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }
 

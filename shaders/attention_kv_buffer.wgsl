@@ -1,11 +1,16 @@
 // K/V and q loader of attention_sg.wgsl, straight from the qkv buffer (its writer is
-// attention_out_buffer.wgsl). kv4: dims d .. d + 3 of the head row at column `col` of token
-// `key` in batch entry b (zero past D).
-fn kv4(b: u32, key: u32, col: u32, d: u32) -> vec4<f32> {
-    return load4(b * p.in_batch + key * p.in_row + col, d);
+// attention_out_buffer.wgsl). A head row is addressed by its origin (head_origin: the element
+// offset of token 0 of batch entry b at column `col`); kv4: dims d .. d + 3 of it for token
+// `key` (zero past D).
+fn head_origin(b: u32, col: u32) -> vec2<u32> {
+    return vec2<u32>(b * p.in_batch + col, 0u);
 }
 
-// Dims d .. d + 15 of the q head row at column `col` of query `row` in batch entry b.
-fn q16(b: u32, row: u32, col: u32, d: u32) -> mat4x4<f32> {
-    return load16(b * p.in_batch + row * p.in_row + col, d);
+fn kv4(o: vec2<u32>, key: u32, d: u32) -> vec4<f32> {
+    return load4(o.x + key * p.in_row, d);
+}
+
+// Dims d .. d + 15 of the q head row at origin `o` of query `row`.
+fn q16(o: vec2<u32>, row: u32, d: u32) -> mat4x4<f32> {
+    return load16(o.x + row * p.in_row, d);
 }

@@ -1,18 +1,28 @@
 // Q/K/V loader of attention_sg.wgsl for CPU adapters (texture operands, see matmul_tex.wgsl):
-// the token rows of qkv, copied once into an rgba32float texture — texel (c4, b·L + token)
-// holds columns 4·c4 .. 4·c4 + 3 (by a buffer copy where rows are whole 256-byte copy rows,
-// else by texture_pack.wgsl's pack_rows_natural) — so the q rows and the key loop read texels
-// instead of buffer elements. Needs D, the column offsets and the row length to be multiples
-// of 4 and in_batch = L·in_row (the host checks).
+// qkv copied once into an rgba32float texture. Where the copy engine fills it, as vertical
+// strips of kv_strip texel columns (whole heads), stacked top to bottom, kv_rows texture rows
+// each: column c4 of token row r lands at texel (c4 mod kv_strip, (c4 / kv_strip)·kv_rows + r),
+// so a head's rows of q, k and v are one compact block. Else (kv_strip = u32::MAX) in qkv's row
+// layout, by texture_pack.wgsl's pack_rows_natural. Needs D, the column offsets and the row
+// length to be multiples of 4 and in_batch = L·in_row (the host checks).
 @group(0) @binding(4) var kvt: texture_storage_2d<rgba32float, read>;
 
-fn kv4(b: u32, key: u32, col: u32, d: u32) -> vec4<f32> {
-    let v = textureLoad(kvt, vec2<u32>((col + d) / 4u, b * p.seq + key));
+// Where the head row at column `col` of token 0 of batch entry b starts: texel (x, y). Computed
+// once per head, so the key loop does no division.
+fn head_origin(b: u32, col: u32) -> vec2<u32> {
+    let c4 = col / 4u;
+    let s = c4 / p.kv_strip;
+    return vec2<u32>(c4 - s * p.kv_strip, s * p.kv_rows + b * p.seq);
+}
+
+// Dims d .. d + 3 of the head row at `o` (head_origin) of token `key` (zero past D).
+fn kv4(o: vec2<u32>, key: u32, d: u32) -> vec4<f32> {
+    let v = textureLoad(kvt, vec2<u32>(o.x + d / 4u, o.y + key));
     return select(vec4<f32>(0.0), v, d < p.dim);
 }
 
-fn q16(b: u32, row: u32, col: u32, d: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(kv4(b, row, col, d), kv4(b, row, col, d + 4u), kv4(b, row, col, d + 8u), kv4(b, row, col, d + 12u));
+fn q16(o: vec2<u32>, row: u32, d: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(kv4(o, row, d), kv4(o, row, d + 4u), kv4(o, row, d + 8u), kv4(o, row, d + 12u));
 }
 
 // The output as vec4s: D, the output row, head and batch strides are multiples of 4 here (the

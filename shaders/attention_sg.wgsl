@@ -32,6 +32,8 @@ struct Params {
     scale: f32,            // softmax scale · log2(e)
     inv_heads: f32,        // 1/H (averaging)
     flags: u32,            // 1: causal (mask key j > query i), 2: average the heads, 4: write lse
+    kv_strip: u32,         // texture loader: texel columns per strip (see attention_kv_texture.wgsl)
+    kv_rows: u32,          // texture loader: texture rows per strip
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -78,17 +80,17 @@ fn qk32(acc: vec4<f32>, qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4
     return a;
 }
 
-// Base-2 logits of key `key` of batch entry b (its head row starts at column col) for the 4
-// rows; t4 = 4·(lane mod 8). The key is loaded once for all rows.
-fn score4(b: u32, key: u32, col: u32, t4: u32) -> vec4<f32> {
-    let k0 = kv4(b, key, col, t4);
+// Base-2 logits of key `key` (its head row at origin `o`, see head_origin) for the 4 rows;
+// t4 = 4·(lane mod 8). The key is loaded once for all rows.
+fn score4(o: vec2<u32>, key: u32, t4: u32) -> vec4<f32> {
+    let k0 = kv4(o, key, t4);
     let zero = vec4<f32>(0.0);
     var a0 = qk32(zero, q0[0], q0[1], k0);
     var a1 = qk32(zero, q1[0], q1[1], k0);
     var a2 = qk32(zero, q2[0], q2[1], k0);
     var a3 = qk32(zero, q3[0], q3[1], k0);
     if (DV > 8u) {
-        let k1 = kv4(b, key, col, 32u + t4);
+        let k1 = kv4(o, key, 32u + t4);
         a0 = qk32(a0, q0[2], q0[3], k1);
         a1 = qk32(a1, q1[2], q1[3], k1);
         a2 = qk32(a2, q2[2], q2[3], k1);
@@ -109,13 +111,13 @@ fn pv_col(m: u32, c: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<
 }
 
 // P·V for the 4 rows over the 32-dim chunk whose texel `off` this lane holds (o matrices mb,
-// mb + 1), for the 4 keys j0..j3 of the group (batch entry z, head rows at column col): the
-// values are loaded once for all rows, and lane t's piece feeds columns 4t .. 4t + 3.
-fn pv_chunk(z: u32, col: u32, off: u32, mb: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) {
-    let a = kv4(z, j0, col, off);
-    let b = kv4(z, j1, col, off);
-    let c = kv4(z, j2, col, off);
-    let d = kv4(z, j3, col, off);
+// mb + 1), for the 4 keys j0..j3 of the group (head rows at origin `o`): the values are loaded
+// once for all rows, and lane t's piece feeds columns 4t .. 4t + 3.
+fn pv_chunk(o: vec2<u32>, off: u32, mb: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) {
+    let a = kv4(o, j0, off);
+    let b = kv4(o, j1, off);
+    let c = kv4(o, j2, off);
+    let d = kv4(o, j3, off);
     pv_col(mb, 0u, al, w0, w1, w2, w3, subgroupBroadcast(a, 0u), subgroupBroadcast(b, 0u), subgroupBroadcast(c, 0u), subgroupBroadcast(d, 0u));
     pv_col(mb, 1u, al, w0, w1, w2, w3, subgroupBroadcast(a, 1u), subgroupBroadcast(b, 1u), subgroupBroadcast(c, 1u), subgroupBroadcast(d, 1u));
     pv_col(mb, 2u, al, w0, w1, w2, w3, subgroupBroadcast(a, 2u), subgroupBroadcast(b, 2u), subgroupBroadcast(c, 2u), subgroupBroadcast(d, 2u));
@@ -174,33 +176,33 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 
     for (var h = h_begin; h < h_end; h++) {
-        let hq = p.q_col + h * p.in_head;
-        q0[0] = q16(b, qi0, hq, 0u) * p.scale;
-        if (DV > 4u) { q0[1] = q16(b, qi0, hq, 16u) * p.scale; }
-        if (DV > 8u) { q0[2] = q16(b, qi0, hq, 32u) * p.scale; q0[3] = q16(b, qi0, hq, 48u) * p.scale; }
+        let hq = head_origin(b, p.q_col + h * p.in_head);
+        q0[0] = q16(hq, qi0, 0u) * p.scale;
+        if (DV > 4u) { q0[1] = q16(hq, qi0, 16u) * p.scale; }
+        if (DV > 8u) { q0[2] = q16(hq, qi0, 32u) * p.scale; q0[3] = q16(hq, qi0, 48u) * p.scale; }
         o0[0] = zero; o0[1] = zero; o0[2] = zero; o0[3] = zero;
         var m0 = NEG;
         var l0 = 0.0;
-        q1[0] = q16(b, qi1, hq, 0u) * p.scale;
-        if (DV > 4u) { q1[1] = q16(b, qi1, hq, 16u) * p.scale; }
-        if (DV > 8u) { q1[2] = q16(b, qi1, hq, 32u) * p.scale; q1[3] = q16(b, qi1, hq, 48u) * p.scale; }
+        q1[0] = q16(hq, qi1, 0u) * p.scale;
+        if (DV > 4u) { q1[1] = q16(hq, qi1, 16u) * p.scale; }
+        if (DV > 8u) { q1[2] = q16(hq, qi1, 32u) * p.scale; q1[3] = q16(hq, qi1, 48u) * p.scale; }
         o1[0] = zero; o1[1] = zero; o1[2] = zero; o1[3] = zero;
         var m1 = NEG;
         var l1 = 0.0;
-        q2[0] = q16(b, qi2, hq, 0u) * p.scale;
-        if (DV > 4u) { q2[1] = q16(b, qi2, hq, 16u) * p.scale; }
-        if (DV > 8u) { q2[2] = q16(b, qi2, hq, 32u) * p.scale; q2[3] = q16(b, qi2, hq, 48u) * p.scale; }
+        q2[0] = q16(hq, qi2, 0u) * p.scale;
+        if (DV > 4u) { q2[1] = q16(hq, qi2, 16u) * p.scale; }
+        if (DV > 8u) { q2[2] = q16(hq, qi2, 32u) * p.scale; q2[3] = q16(hq, qi2, 48u) * p.scale; }
         o2[0] = zero; o2[1] = zero; o2[2] = zero; o2[3] = zero;
         var m2 = NEG;
         var l2 = 0.0;
-        q3[0] = q16(b, qi3, hq, 0u) * p.scale;
-        if (DV > 4u) { q3[1] = q16(b, qi3, hq, 16u) * p.scale; }
-        if (DV > 8u) { q3[2] = q16(b, qi3, hq, 32u) * p.scale; q3[3] = q16(b, qi3, hq, 48u) * p.scale; }
+        q3[0] = q16(hq, qi3, 0u) * p.scale;
+        if (DV > 4u) { q3[1] = q16(hq, qi3, 16u) * p.scale; }
+        if (DV > 8u) { q3[2] = q16(hq, qi3, 32u) * p.scale; q3[3] = q16(hq, qi3, 48u) * p.scale; }
         o3[0] = zero; o3[1] = zero; o3[2] = zero; o3[3] = zero;
         var m3 = NEG;
         var l3 = 0.0;
-        let hk = p.k_col + h * p.in_head;
-        let hv = p.v_col + h * p.in_head;
+        let hk = head_origin(b, p.k_col + h * p.in_head);
+        let hv = head_origin(b, p.v_col + h * p.in_head);
         // Groups of 4 keys: scores, one online-softmax update per row, o = o·alpha + p·v. The
         // body is straight-line code (keys past the end are clamped to the last row and
         // masked) and short: longer unrolled groups made driver compile times explode.
@@ -210,10 +212,10 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let k1 = min(k + 1u, e);
             let k2 = min(k + 2u, e);
             let k3 = min(k + 3u, e);
-            let s0 = score4(b, k0, hk, t4);
-            let s1 = score4(b, k1, hk, t4);
-            let s2 = score4(b, k2, hk, t4);
-            let s3 = score4(b, k3, hk, t4);
+            let s0 = score4(hk, k0, t4);
+            let s1 = score4(hk, k1, t4);
+            let s2 = score4(hk, k2, t4);
+            let s3 = score4(hk, k3, t4);
             // Key 0 is valid for every row and the first group holds it, so m is a real
             // logit from then on and masked keys get exp2(NEG − m) = 0.
             let sr0 = mask4(vec4<f32>(s0.x, s1.x, s2.x, s3.x), k, qi0);
@@ -241,9 +243,9 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             l3 = l3 * al3 + dot(w3, vec4<f32>(1.0));
             m3 = mn3;
             let al = vec4<f32>(al0, al1, al2, al3);
-            pv_chunk(b, hv, t4, 0u, al, w0, w1, w2, w3, k0, k1, k2, k3);
+            pv_chunk(hv, t4, 0u, al, w0, w1, w2, w3, k0, k1, k2, k3);
             if (DV > 8u) {
-                pv_chunk(b, hv, 32u + t4, 2u, al, w0, w1, w2, w3, k0, k1, k2, k3);
+                pv_chunk(hv, 32u + t4, 2u, al, w0, w1, w2, w3, k0, k1, k2, k3);
             }
         }
         // Normalise; when averaging, the first head writes its share and later heads add

@@ -12,7 +12,7 @@
 //! CPU drivers (attention_sg.wgsl), and the same with K and V read from a texture of qkv's
 //! token rows where the adapter takes texture operands (attention_kv_texture.wgsl).
 
-use super::texture::{Operand, RowFill};
+use super::texture::{Operand, RowFill, Strips};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
 use crate::device::Caps;
 use crate::error::{Error, Result};
@@ -38,6 +38,9 @@ struct Params {
     inv_heads: f32,
     /// 1: causal, 2: average heads, 4: write lse.
     flags: u32,
+    /// Texture8: texel columns per strip of the qkv texture, and texture rows per strip.
+    kv_strip: u32,
+    kv_rows: u32,
 }
 
 /// Largest supported head dim (the kernels keep a row of q and of the output in registers;
@@ -305,10 +308,38 @@ impl AttentionKernel {
     }
 }
 
+/// How qkv reaches Texture8's texture. Where the copy engine can fill it, as vertical strips
+/// of whole heads stacked top to bottom (`texture::Strips`): each head's q, k and v rows then
+/// lie contiguous, so the key loop streams one compact block per head instead of reading one
+/// piece of every 12 KB token row (whose addresses share their cache sets). Else in qkv's row
+/// layout, by the packing kernel.
+#[derive(Clone, Copy, Debug)]
+enum KvFill {
+    Strips(Strips),
+    Rows(RowFill),
+}
+
+impl KvFill {
+    fn size(&self) -> [u32; 2] {
+        match self {
+            KvFill::Strips(s) => s.size(),
+            KvFill::Rows(f) => f.size(),
+        }
+    }
+
+    /// The dispatches filling scratch texture 0 from input 0.
+    fn fills(&self) -> Vec<Dispatch> {
+        match self {
+            KvFill::Strips(s) => s.fills(0, 0),
+            KvFill::Rows(f) => vec![f.fill(0, 0)],
+        }
+    }
+}
+
 impl Attention {
     /// How Texture8 gets qkv into its texture, when it can (texture operands on, D a multiple
     /// of 4, the texture within the adapter's limits).
-    fn kv_texture(&self, qkv: &TensorDesc, caps: &Caps) -> Option<RowFill> {
+    fn kv_texture(&self, qkv: &TensorDesc, caps: &Caps) -> Option<KvFill> {
         if !caps.texture_operands {
             return None;
         }
@@ -319,7 +350,12 @@ impl Attention {
         // The whole token rows (q, k and v): by the copy engine where a row is a whole number
         // of 256-byte copy rows, else by a packing kernel.
         let c = 3 * self.heads * d;
-        RowFill::choose(&Operand::row_major(b * l, c), caps)
+        Some(
+            match RowFill::choose(&Operand::row_major(b * l, c), caps)? {
+                RowFill::Copy(copy) => KvFill::Strips(Strips::new(copy, d / 4, caps)),
+                fill => KvFill::Rows(fill),
+            },
+        )
     }
 
     /// The dispatch with an explicit kernel choice (`encode` uses `AttentionKernel::for_caps`;
@@ -363,6 +399,8 @@ impl Attention {
             flags: self.causal as u32
                 | (self.head_average as u32) << 1
                 | (self.save_lse as u32) << 2,
+            kv_strip: u32::MAX,
+            kv_rows: 0,
         };
         // The flags are uniforms, not override constants: one pipeline per head-dim bucket.
         let kernel = match kind {
@@ -386,8 +424,13 @@ impl Attention {
         };
         let mut binds = vec![Bind::read(0), Bind::write(0), lse];
         let mut out = Vec::new();
+        let mut p = p;
         if let Some(fill) = kv.filter(|_| kind == AttentionKernel::Texture8) {
-            out.push(fill.fill(0, 0));
+            if let KvFill::Strips(strips) = &fill {
+                p.kv_strip = strips.strip as u32;
+                p.kv_rows = strips.rows();
+            }
+            out.extend(fill.fills());
             binds.push(Bind::texture_read(0));
         }
         out.push(Dispatch {

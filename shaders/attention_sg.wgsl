@@ -203,40 +203,55 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         var l3 = 0.0;
         let hk = head_origin(b, p.k_col + h * p.in_head);
         let hv = head_origin(b, p.v_col + h * p.in_head);
-        // Groups of 4 keys: scores, one online-softmax update per row, o = o·alpha + p·v. The
-        // body is straight-line code (keys past the end are clamped to the last row and
-        // masked) and short: longer unrolled groups made driver compile times explode.
+        // Groups of 4 keys: scores, one online-softmax update per row, o = o·alpha + p·v. Keys
+        // past the end are clamped to the last row and masked, so the body has no branches.
+        // The scores come from an inner loop over the group's keys whose trip count the
+        // driver cannot see (gk = min(4, L)), so it stays a loop: unrolled, LLVM hoisted all
+        // 4 keys' loads and 256 broadcasts ahead of their use and spilled them, 11 KB of
+        // stack on top of the 16 KB of row state, and the kernel ran ~10 % slower (and
+        // slower again whenever other work shared the core's caches). Longer unrolled groups
+        // made driver compile times explode.
         let e = L - 1u;
+        let gk = min(4u, L);
         for (var k = 0u; k < kend; k += 4u) {
             let k0 = min(k, e);
             let k1 = min(k + 1u, e);
             let k2 = min(k + 2u, e);
             let k3 = min(k + 3u, e);
-            let s0 = score4(hk, k0, t4);
-            let s1 = score4(hk, k1, t4);
-            let s2 = score4(hk, k2, t4);
-            let s3 = score4(hk, k3, t4);
+            // Row r's logits of the group's keys (keys past L stay 0 and are masked below).
+            var g0 = vec4<f32>(0.0);
+            var g1 = vec4<f32>(0.0);
+            var g2 = vec4<f32>(0.0);
+            var g3 = vec4<f32>(0.0);
+            for (var j = 0u; j < gk; j++) {
+                let sj = score4(hk, min(k + j, e), t4);
+                let at = vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(j);
+                g0 = select(g0, vec4<f32>(sj.x), at);
+                g1 = select(g1, vec4<f32>(sj.y), at);
+                g2 = select(g2, vec4<f32>(sj.z), at);
+                g3 = select(g3, vec4<f32>(sj.w), at);
+            }
             // Key 0 is valid for every row and the first group holds it, so m is a real
             // logit from then on and masked keys get exp2(NEG − m) = 0.
-            let sr0 = mask4(vec4<f32>(s0.x, s1.x, s2.x, s3.x), k, qi0);
+            let sr0 = mask4(g0, k, qi0);
             let mn0 = max(m0, max4(sr0));
             let al0 = exp2(m0 - mn0);
             let w0 = exp2(sr0 - mn0);
             l0 = l0 * al0 + dot(w0, vec4<f32>(1.0));
             m0 = mn0;
-            let sr1 = mask4(vec4<f32>(s0.y, s1.y, s2.y, s3.y), k, qi1);
+            let sr1 = mask4(g1, k, qi1);
             let mn1 = max(m1, max4(sr1));
             let al1 = exp2(m1 - mn1);
             let w1 = exp2(sr1 - mn1);
             l1 = l1 * al1 + dot(w1, vec4<f32>(1.0));
             m1 = mn1;
-            let sr2 = mask4(vec4<f32>(s0.z, s1.z, s2.z, s3.z), k, qi2);
+            let sr2 = mask4(g2, k, qi2);
             let mn2 = max(m2, max4(sr2));
             let al2 = exp2(m2 - mn2);
             let w2 = exp2(sr2 - mn2);
             l2 = l2 * al2 + dot(w2, vec4<f32>(1.0));
             m2 = mn2;
-            let sr3 = mask4(vec4<f32>(s0.w, s1.w, s2.w, s3.w), k, qi3);
+            let sr3 = mask4(g3, k, qi3);
             let mn3 = max(m3, max4(sr3));
             let al3 = exp2(m3 - mn3);
             let w3 = exp2(sr3 - mn3);

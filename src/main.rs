@@ -630,7 +630,7 @@ fn run_bench(
         let vs_best = m.rate() / best;
         let (ceiling, ratio) = paired.unwrap_or((best, vs_best));
         if json {
-            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "ceiling_best": best, "ratio_best": vs_best, "adapter": adapter, "ms": m.seconds * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
+            let mut o = serde_json::json!({"kernel": m.kernel, "shape": m.shape, "ceiling": ceiling, "ratio": ratio, "ceiling_best": best, "ratio_best": vs_best, "adapter": adapter, "ms": m.seconds * 1e3, "ms_fastest": m.fastest * 1e3, "samples": m.samples, "unchecked_shaders": gpu.caps.unchecked_shaders});
             o[unit] = serde_json::json!(m.rate());
             println!("{o}");
         } else {

@@ -70,33 +70,51 @@ fn load16(base: u32, d: u32) -> mat4x4<f32> {
     return mat4x4<f32>(load4(base, d), load4(base, d + 4u), load4(base, d + 8u), load4(base, d + 12u));
 }
 
-// acc + q·k over one 32-dim chunk whose piece 4t..4t+3 this invocation holds in `kc`, as
-// explicit FMAs (the driver does not contract a * b + c).
-fn qk32(acc: vec4<f32>, qa: mat4x4<f32>, qb: mat4x4<f32>, kc: vec4<f32>) -> vec4<f32> {
-    var a = fma(qa[3], subgroupBroadcast(kc, 3u), fma(qa[2], subgroupBroadcast(kc, 2u), fma(qa[1], subgroupBroadcast(kc, 1u), fma(qa[0], subgroupBroadcast(kc, 0u), acc))));
+// a + (q_r · k) over one q element per row, the 4 rows as a vec4: dim 16m + 4n + c of the
+// rows' q times `b`, that dim of the key (as explicit FMAs: the driver does not contract
+// a * b + c).
+fn qk_dim(a: vec4<f32>, m: u32, n: u32, c: u32, b: f32) -> vec4<f32> {
+    return fma(vec4<f32>(q0[m][n][c], q1[m][n][c], q2[m][n][c], q3[m][n][c]), vec4<f32>(b), a);
+}
+
+// a + the 4 rows' partial dot products with component c of the key pieces over one 32-dim
+// chunk (q matrices mb, mb + 1), whose piece 4t..4t+3 lane t holds in `kc` (kc: component c).
+// Component-major: each broadcast key element is used by the 4 rows at once and dropped, so
+// the compiled code keeps one accumulator per row in registers and spills no broadcasts
+// (row-major, LLVM kept the source order: one row's 64 products at a time, every broadcast
+// saved to the stack for the other three rows).
+fn qk_chunk(a: vec4<f32>, mb: u32, c: u32, kc: f32) -> vec4<f32> {
+    var r = qk_dim(a, mb, 0u, c, subgroupBroadcast(kc, 0u));
+    r = qk_dim(r, mb, 1u, c, subgroupBroadcast(kc, 1u));
+    r = qk_dim(r, mb, 2u, c, subgroupBroadcast(kc, 2u));
+    r = qk_dim(r, mb, 3u, c, subgroupBroadcast(kc, 3u));
     if (DV > 4u) {
-        a = fma(qb[3], subgroupBroadcast(kc, 7u), fma(qb[2], subgroupBroadcast(kc, 6u), fma(qb[1], subgroupBroadcast(kc, 5u), fma(qb[0], subgroupBroadcast(kc, 4u), a))));
+        r = qk_dim(r, mb + 1u, 0u, c, subgroupBroadcast(kc, 4u));
+        r = qk_dim(r, mb + 1u, 1u, c, subgroupBroadcast(kc, 5u));
+        r = qk_dim(r, mb + 1u, 2u, c, subgroupBroadcast(kc, 6u));
+        r = qk_dim(r, mb + 1u, 3u, c, subgroupBroadcast(kc, 7u));
     }
-    return a;
+    return r;
 }
 
 // Base-2 logits of key `key` (its head row at origin `o`, see head_origin) for the 4 rows;
-// t4 = 4·(lane mod 8). The key is loaded once for all rows.
+// t4 = 4·(lane mod 8). The key is loaded once for all rows. Four partial sums per row (one
+// per component), added pairwise at the end.
 fn score4(o: vec2<u32>, key: u32, t4: u32) -> vec4<f32> {
     let k0 = kv4(o, key, t4);
     let zero = vec4<f32>(0.0);
-    var a0 = qk32(zero, q0[0], q0[1], k0);
-    var a1 = qk32(zero, q1[0], q1[1], k0);
-    var a2 = qk32(zero, q2[0], q2[1], k0);
-    var a3 = qk32(zero, q3[0], q3[1], k0);
+    var ax = qk_chunk(zero, 0u, 0u, k0.x);
+    var ay = qk_chunk(zero, 0u, 1u, k0.y);
+    var az = qk_chunk(zero, 0u, 2u, k0.z);
+    var aw = qk_chunk(zero, 0u, 3u, k0.w);
     if (DV > 8u) {
         let k1 = kv4(o, key, 32u + t4);
-        a0 = qk32(a0, q0[2], q0[3], k1);
-        a1 = qk32(a1, q1[2], q1[3], k1);
-        a2 = qk32(a2, q2[2], q2[3], k1);
-        a3 = qk32(a3, q3[2], q3[3], k1);
+        ax = qk_chunk(ax, 2u, 0u, k1.x);
+        ay = qk_chunk(ay, 2u, 1u, k1.y);
+        az = qk_chunk(az, 2u, 2u, k1.z);
+        aw = qk_chunk(aw, 2u, 3u, k1.w);
     }
-    return vec4<f32>((a0.x + a0.y) + (a0.z + a0.w), (a1.x + a1.y) + (a1.z + a1.w), (a2.x + a2.y) + (a2.z + a2.w), (a3.x + a3.y) + (a3.z + a3.w));
+    return (ax + ay) + (az + aw);
 }
 
 // Column c of o matrix m of the 4 rows: o_r = o_r · al_r + Σ_j w_r[j] · v_j, where va .. vd

@@ -107,3 +107,46 @@ fn paired_ratio_of_the_probe_against_itself_is_near_one() {
         p.ratio
     );
 }
+
+/// `Gpu::new_with_shader_dir` (behind `unitok bench --ab-shaders`) takes a module from the
+/// folder where it holds one, and the built-in module otherwise: a folder `elementwise.wgsl`
+/// whose unary kernel writes 7 everywhere replaces the built-in copy, while the softmax module,
+/// absent from the folder, still matches its reference. A missing folder is an error.
+#[test]
+fn shader_folder_replaces_only_its_modules() {
+    use unitok::graph::{run_op_cpu, run_op_gpu};
+    use unitok::ops::elementwise::{Unary, UnaryKind};
+    use unitok::ops::softmax::Softmax;
+    let dir = std::env::temp_dir().join(format!("unitok-shader-folder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let builtin = unitok::shaders::SHADERS
+        .iter()
+        .find(|(n, _)| *n == "elementwise")
+        .unwrap()
+        .1;
+    // Every entry point keeps its name and bindings; the scalar `unary` (the path of an odd
+    // element count) writes 7.
+    let sevens = builtin.replace(
+        "out[i] = unary_op(a[i]);",
+        "out[i] = 7.0 + 0.0 * unary_op(a[i]);",
+    );
+    assert_ne!(
+        sevens, builtin,
+        "the test's edit no longer applies to elementwise.wgsl"
+    );
+    std::fs::write(dir.join("elementwise.wgsl"), sevens).unwrap();
+    let dev = unitok::Gpu::new_with_shader_dir(&dir).unwrap();
+    let x = crate::common::rand_scaled(&[3, 37], 5, 2.0);
+    let copy = Unary {
+        kind: UnaryKind::Copy,
+        out_shape: None,
+    };
+    let got = run_op_gpu(&dev, copy, &[&x]).unwrap();
+    assert!(got[0].as_f32().unwrap().iter().all(|&v| v == 7.0));
+    let softmax = Softmax;
+    let want = run_op_cpu(&softmax, &[&x]).unwrap();
+    let got = run_op_gpu(&dev, softmax, &[&x]).unwrap();
+    crate::common::assert_close("softmax, built-in module", &got[0], &want[0], 1e-6, 1e-5);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(unitok::Gpu::new_with_shader_dir(&dir).is_err());
+}

@@ -122,6 +122,8 @@ pub struct Gpu {
     /// Bytes written by `upload` since its last submit-and-wait.
     unflushed_upload: AtomicU64,
     error: Arc<Mutex<Option<String>>>,
+    /// Where `new_with_shader_dir` takes modules from instead of the built-in ones.
+    shader_dir: Option<std::path::PathBuf>,
 }
 
 /// Size classes keep the pool's hit rate high without wasting more than ~1/8 of a buffer.
@@ -287,6 +289,38 @@ impl Gpu {
         Self::new_with(unchecked_shaders_from_env())
     }
 
+    /// `new`, taking each shader module from `dir` where that folder holds `<module>.wgsl`
+    /// (the module's whole text, without the shared prelude: for the modules that concatenate
+    /// several files, see `shaders::SHADERS`), else the built-in one. For kernel work: `unitok
+    /// bench --ab-shaders DIR` times a rewritten kernel against the built-in one, alternating
+    /// runs in one process.
+    pub fn new_with_shader_dir(dir: &std::path::Path) -> Result<Arc<Gpu>> {
+        if !dir.is_dir() {
+            return Err(Error::Invalid(format!(
+                "shader folder {}: not a folder",
+                dir.display()
+            )));
+        }
+        let mut gpu = Self::new()?;
+        let g = Arc::get_mut(&mut gpu).ok_or_else(|| Error::Gpu("device already shared".into()))?;
+        g.shader_dir = Some(dir.to_path_buf());
+        Ok(gpu)
+    }
+
+    /// The text of module `shader` from `shader_dir`, if it holds one.
+    fn shader_from_dir(&self, shader: &str) -> Result<Option<String>> {
+        let Some(dir) = &self.shader_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(format!("{shader}.wgsl"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Invalid(format!("shader {}: {e}", path.display())))?;
+        Ok(Some(crate::shaders::with_prelude(&text)))
+    }
+
     /// `new`, with the buffer kernels even where texture operands would be taken: tests and
     /// A/B comparisons run both paths on one adapter.
     pub fn new_without_texture_operands() -> Result<Arc<Gpu>> {
@@ -438,6 +472,7 @@ impl Gpu {
             submitted: AtomicU64::new(0),
             completed: Arc::new(AtomicU64::new(0)),
             unflushed_upload: AtomicU64::new(0),
+            shader_dir: None,
             error,
         }))
     }
@@ -478,8 +513,11 @@ impl Gpu {
         let module = {
             let mut modules = self.modules.lock().map_err(poisoned)?;
             if !modules.contains_key(shader) {
-                let src = crate::shaders::source(shader)
-                    .ok_or_else(|| Error::Gpu(format!("unknown shader {shader:?}")))?;
+                let src = match self.shader_from_dir(shader)? {
+                    Some(src) => src,
+                    None => crate::shaders::source(shader)
+                        .ok_or_else(|| Error::Gpu(format!("unknown shader {shader:?}")))?,
+                };
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(shader),
                     source: wgpu::ShaderSource::Wgsl(src.into()),

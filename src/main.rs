@@ -125,6 +125,11 @@ enum Cmd {
         /// alternating runs, so both see the same machine load) and print the speed-up.
         #[arg(long)]
         ab_checks: bool,
+        /// Time every kernel with the built-in shaders and with the modules in this folder
+        /// (`<module>.wgsl`, e.g. a rewritten attention_tex.wgsl; modules it lacks stay
+        /// built-in), alternating runs in one process, and print the speed-up.
+        #[arg(long, value_name = "DIR")]
+        ab_shaders: Option<PathBuf>,
         /// After each kernel, one more run with every dispatch waited for on its own: where the
         /// time goes (e.g. packing operands into textures against the product itself).
         #[arg(long)]
@@ -306,12 +311,15 @@ fn main() -> ExitCode {
             quick,
             filter,
             ab_checks,
+            ab_shaders,
             profile,
             unpaired,
         } => {
             let reps = reps.unwrap_or(if quick { 1 } else { 3 });
             if ab_checks {
-                run_bench_ab(json, reps, filter)
+                run_bench_ab(json, reps, filter, AbSides::Checks)
+            } else if let Some(dir) = ab_shaders {
+                run_bench_ab(json, reps, filter, AbSides::Shaders(dir))
             } else {
                 run_bench(json, reps, quick, filter, profile, !unpaired)
             }
@@ -475,39 +483,65 @@ fn load_average() -> Option<String> {
 }
 
 /// Checked vs unchecked shader modules, case by case, alternating runs.
-fn run_bench_ab(json: bool, reps: usize, filter: Option<String>) -> Result<()> {
-    let checked = Gpu::new_with(false)?;
-    let unchecked = Gpu::new_with(true)?;
-    let adapter = checked.info.name.clone();
+/// The two sides of `unitok bench --ab-checks` / `--ab-shaders`.
+enum AbSides {
+    /// With and without wgpu's injected shader bounds checks.
+    Checks,
+    /// Built-in shaders against the modules in a folder.
+    Shaders(PathBuf),
+}
+
+fn run_bench_ab(json: bool, reps: usize, filter: Option<String>, sides: AbSides) -> Result<()> {
+    let (a, b, labels) = match &sides {
+        AbSides::Checks => (
+            Gpu::new_with(false)?,
+            Gpu::new_with(true)?,
+            ["checked", "unchecked"],
+        ),
+        AbSides::Shaders(dir) => (
+            Gpu::new()?,
+            Gpu::new_with_shader_dir(dir)?,
+            ["built-in", "from folder"],
+        ),
+    };
+    let adapter = a.info.name.clone();
     if !json {
-        println!("adapter: {}", checked.describe());
+        println!("adapter: {}", a.describe());
+        if let AbSides::Shaders(dir) = &sides {
+            println!("shader folder: {}", dir.display());
+        }
         if let Some(l) = load_average() {
             println!("load average: {l}");
         }
         println!(
             "{:<16} {:<40} {:>12} {:>12} {:>3} {:>8}",
-            "kernel", "shape", "checked ms", "unchecked ms", "n", "speedup"
+            "kernel",
+            "shape",
+            format!("{} ms", labels[0]),
+            format!("{} ms", labels[1]),
+            "n",
+            "speedup"
         );
     }
     for case in bench::kernel_cases() {
         if filter.as_deref().is_some_and(|f| !case.kernel.contains(f)) {
             continue;
         }
-        let (c, u) = bench::measure_ab(&checked, &unchecked, &case, reps)?;
-        let speedup = c.seconds / u.seconds;
+        let (ma, mb) = bench::measure_ab(&a, &b, &case, reps)?;
+        let speedup = ma.seconds / mb.seconds;
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"kernel": c.kernel, "shape": c.shape, "checked_ms": c.seconds * 1e3, "unchecked_ms": u.seconds * 1e3, "samples": c.samples, "speedup": speedup, "adapter": adapter})
-            );
+            let mut o = serde_json::json!({"kernel": ma.kernel, "shape": ma.shape, "samples": ma.samples, "speedup": speedup, "adapter": adapter});
+            o[format!("{}_ms", labels[0].replace([' ', '-'], "_"))] = (ma.seconds * 1e3).into();
+            o[format!("{}_ms", labels[1].replace([' ', '-'], "_"))] = (mb.seconds * 1e3).into();
+            println!("{o}");
         } else {
             println!(
                 "{:<16} {:<40} {:>12.1} {:>12.1} {:>3} {:>8.2}",
-                c.kernel,
-                c.shape,
-                c.seconds * 1e3,
-                u.seconds * 1e3,
-                c.samples,
+                ma.kernel,
+                ma.shape,
+                ma.seconds * 1e3,
+                mb.seconds * 1e3,
+                ma.samples,
                 speedup
             );
         }

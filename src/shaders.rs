@@ -96,13 +96,19 @@ pub const SHADERS: &[(&str, &str)] = &[
 
 /// Full source of a shader (prelude + file).
 pub fn source(name: &str) -> Option<String> {
-    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| {
-        // Directives (`enable f16;`) must precede every declaration: hoist them above the prelude.
-        let (directives, body): (Vec<&str>, Vec<&str>) = s
-            .lines()
-            .partition(|l| l.trim_start().starts_with("enable "));
-        format!("{}\n{PRELUDE}\n{}", directives.join("\n"), body.join("\n"))
-    })
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| with_prelude(s))
+}
+
+/// A module's text behind the shared prelude. Directives (`enable f16;`) must precede every
+/// declaration: they are hoisted above the prelude.
+pub fn with_prelude(module: &str) -> String {
+    let (directives, body): (Vec<&str>, Vec<&str>) = module
+        .lines()
+        .partition(|l| l.trim_start().starts_with("enable "));
+    format!("{}\n{PRELUDE}\n{}", directives.join("\n"), body.join("\n"))
 }
 
 /// Parse and validate a shader with naga, as wgpu would; the error names the shader.

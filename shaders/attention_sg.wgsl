@@ -1,7 +1,7 @@
 // Fused multi-head attention, flash style, subgroup variant (needs subgroups of at least 8
 // invocations). src/shaders.rs prepends the K/V loader `kv4`: attention_kv_buffer.wgsl (module
 // attention_sg) or attention_kv_texture.wgsl (module attention_tex, texture operands), which
-// also loads the q rows (`q16`). Same contract, params, flags and layout as attention.wgsl, but K and V never go
+// also loads the q rows (`q16`) and addresses a head by its origin (`head_origin`). Same contract, params, flags and layout as attention.wgsl, but K and V never go
 // through workgroup memory: per key, invocation t of every group of 8 loads 4 of the key's
 // elements straight from the input (dims 4t..4t+3 of each 32-dim chunk) and subgroupBroadcast
 // hands them to every invocation. Each element is then loaded once per subgroup instead of

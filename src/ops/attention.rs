@@ -9,8 +9,9 @@
 //! scaled logits, which a backward pass uses to recompute the probabilities.
 //!
 //! Kernels (`AttentionKernel`): the portable one (attention.wgsl), the subgroup one for 8-lane
-//! CPU drivers (attention_sg.wgsl), and the same with K and V read from a texture of qkv's
-//! token rows where the adapter takes texture operands (attention_kv_texture.wgsl).
+//! CPU drivers (attention_sg.wgsl), and the same with q, K and V read from a texture of qkv
+//! (strips of whole heads, `KvFill`) where the adapter takes texture operands
+//! (attention_kv_texture.wgsl).
 
 use super::texture::{Operand, RowFill, Strips};
 use super::{groups, params, Bind, Dispatch, EncodeCx, Kernel, Op};
@@ -288,9 +289,10 @@ pub enum AttentionKernel {
     /// for CPU SIMD drivers (lavapipe/llvmpipe), where every load inside a loop is a scalar loop
     /// over the invocations and barriers are coroutine switches.
     Subgroup8,
-    /// `attention_sg.wgsl` with K and V read from an rgba32float texture (`ops::texture`, row
-    /// layout) that one pack dispatch fills first: the choice where `caps.texture_operands`
-    /// (CPU adapters), whose buffer loads cost ~30× a texture load.
+    /// `attention_sg.wgsl` with q, K and V read from an rgba32float texture of qkv (`KvFill`:
+    /// strips of whole heads filled by the copy engine, else the row layout by a packing
+    /// kernel): the choice where `caps.texture_operands` (CPU adapters), whose buffer loads
+    /// cost ~30× a texture load.
     Texture8,
 }
 

@@ -44,7 +44,7 @@ impl Op for Forced {
 fn kernels() -> Vec<AttentionKernel> {
     let caps = &gpu().caps;
     let mut v = vec![AttentionKernel::Portable];
-    if caps.subgroups && caps.subgroup_min >= 8 {
+    if caps.subgroups && caps.subgroup_min == 8 && caps.subgroup_max == 8 {
         v.push(AttentionKernel::Subgroup8);
     }
     if caps.texture_operands {

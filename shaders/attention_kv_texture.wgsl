@@ -30,17 +30,14 @@ fn q16(o: vec2<u32>, row: u32, d: u32) -> mat4x4<f32> {
 // store does.
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 
-// out[base + d..] = m (dims past D untouched), or += m when `add`.
-fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
-    for (var c = 0u; c < 4u; c++) {
-        let e = d + 4u * c;
-        if (e < p.dim) {
-            let i = (base + e) / 4u;
-            var v = m[c];
-            if (add) {
-                v += out[i];
-            }
-            out[i] = v;
+// out[base + d .. + 3] = v (nothing past D), or += v when `add`.
+fn put4(base: u32, d: u32, v: vec4<f32>, add: bool) {
+    if (d < p.dim) {
+        let i = (base + d) / 4u;
+        var x = v;
+        if (add) {
+            x += out[i];
         }
+        out[i] = x;
     }
 }

@@ -16,22 +16,21 @@ fn store4(base: u32, d: u32, v: vec4<f32>) {
     }
 }
 
-fn store16(base: u32, d: u32, m: mat4x4<f32>) {
-    store4(base, d, m[0]);
-    store4(base, d + 4u, m[1]);
-    store4(base, d + 8u, m[2]);
-    store4(base, d + 12u, m[3]);
-}
-
-// out[base + d..] = m, or += m when `add`.
-fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
-    var v = m;
+// out[base + d .. + 3] = v (dims past D untouched), or += v when `add`.
+fn put4(base: u32, d: u32, v: vec4<f32>, add: bool) {
+    var x = v;
     if (add) {
         let last = base + p.dim - 1u;
-        for (var c = 0u; c < 4u; c++) {
-            let e = base + d + 4u * c;
-            v[c] += vec4<f32>(out[min(e, last)], out[min(e + 1u, last)], out[min(e + 2u, last)], out[min(e + 3u, last)]);
-        }
+        let e = base + d;
+        x += vec4<f32>(out[min(e, last)], out[min(e + 1u, last)], out[min(e + 2u, last)], out[min(e + 3u, last)]);
     }
-    store16(base, d, v);
+    store4(base, d, x);
+}
+
+// out[base + d ..] = m (16 dims), or += m when `add`.
+fn put16(base: u32, d: u32, m: mat4x4<f32>, add: bool) {
+    put4(base, d, m[0], add);
+    put4(base, d + 4u, m[1], add);
+    put4(base, d + 8u, m[2], add);
+    put4(base, d + 12u, m[3], add);
 }

@@ -1,13 +1,20 @@
-// Fused multi-head attention, flash style, subgroup variant (needs subgroups of at least 8
-// invocations). src/shaders.rs prepends the K/V loader `kv4`: attention_kv_buffer.wgsl (module
-// attention_sg) or attention_kv_texture.wgsl (module attention_tex, texture operands), which
-// also loads the q rows (`q16`) and addresses a head by its origin (`head_origin`). Same contract, params, flags and layout as attention.wgsl, but K and V never go
-// through workgroup memory: per key, invocation t of every group of 8 loads 4 of the key's
-// elements straight from the input (dims 4t..4t+3 of each 32-dim chunk) and subgroupBroadcast
-// hands them to every invocation. Each element is then loaded once per subgroup instead of
-// once per invocation, and there are no barriers at all. Made for CPU drivers (lavapipe /
-// llvmpipe), where any storage or workgroup load inside a loop becomes a scalar loop over the
-// invocations (even for an address all of them share) and a barrier is a coroutine switch.
+// Fused multi-head attention, flash style, subgroup variant (needs subgroups of exactly 8
+// invocations, consecutive in local_invocation_index, as CPU drivers form them). src/shaders.rs
+// prepends the loader: attention_kv_buffer.wgsl (module attention_sg) or
+// attention_kv_texture.wgsl (module attention_tex, texture operands): `kv4`, `q16`, `head_origin`,
+// and the output writer `put4`. Same contract, params, flags and layout as attention.wgsl, but
+// nothing goes through workgroup memory and there are no barriers. Made for CPU drivers
+// (lavapipe / llvmpipe), where any storage or workgroup load inside a loop becomes a scalar
+// loop over the invocations (even for an address all of them share) and a barrier is a
+// coroutine switch.
+//
+// The work of a subgroup (32 query rows: 4 row sets × 8 lanes) is split two ways:
+// - q·k by rows: each lane owns its 4 rows' q and softmax state; per key, lane t loads dims
+//   4t..4t+3 of each 32-dim chunk and subgroupBroadcast hands them to every lane.
+// - P·V by dims: each lane owns its dims (8 for head dims over 32, else 4) of all 32 rows'
+//   output, loads those dims of the values itself (no broadcast), and takes each row's weights
+//   and rescale by broadcast from the lane that owns the row: 32 row broadcasts per group of
+//   4 keys instead of 64 value broadcasts per key.
 
 override BQ: u32 = 32u;        // invocations per workgroup (4 query rows each)
 override DV: u32 = 16u;        // vec4 slots per head row: 4, 8 or 16 (D <= 4·DV <= 64)
@@ -38,21 +45,21 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
-// binding(2), the output `out`, and its writer `put16`: attention_out_buffer.wgsl (module
+// binding(2), the output `out`, and its writer `put4`: attention_out_buffer.wgsl (module
 // attention_sg) or attention_kv_texture.wgsl (vec4 stores).
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 
-// Row state of this invocation's NR = 4 query rows (rows li, BQ + li, 2·BQ + li, 3·BQ + li of
-// the tile), 16 head-dim columns per matrix (column c = dims 4c..4c+3). Blocks past DV/4 are
-// never touched (the DV tests fold away once DV is specialised).
+// The unnormalised output, by dims: this lane's dims dl .. dl + 3 (slot 0) and dl + 4 .. dl + 7
+// (slot 1, head dims over 32) of the subgroup's 32 rows; row set r of lane l is row 8r + l,
+// at od[2·(8r + l) + slot].
+var<private> od: array<vec4<f32>, 64>;
+// q of this invocation's 4 query rows (rows li, BQ + li, 2·BQ + li, 3·BQ + li of the tile), 16
+// head dims per matrix (column c = dims 4c..4c+3). Blocks past DV/4 are never touched (the DV
+// tests fold away once DV is specialised).
 var<private> q0: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
-var<private> o0: array<mat4x4<f32>, 4>;  // unnormalised output
 var<private> q1: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
-var<private> o1: array<mat4x4<f32>, 4>;  // unnormalised output
 var<private> q2: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
-var<private> o2: array<mat4x4<f32>, 4>;  // unnormalised output
 var<private> q3: array<mat4x4<f32>, 4>;  // q · scale · log2(e)
-var<private> o3: array<mat4x4<f32>, 4>;  // unnormalised output
 
 // Four elements of one head row starting at column `d` (zero past D). Branch-free: the
 // indices are clamped into the row and the extra elements selected away, so the loop bodies
@@ -117,34 +124,13 @@ fn score4(o: vec2<u32>, key: u32, t4: u32) -> vec4<f32> {
     return (ax + ay) + (az + aw);
 }
 
-// Column c of o matrix m of the 4 rows: o_r = o_r · al_r + Σ_j w_r[j] · v_j, where va .. vd
-// are the broadcast pieces of the group's 4 values. Accumulator-major (see panel.wgsl): each
-// o column takes its rescale and 4 FMAs in a row, so the spilled row state is loaded and
-// stored once per 4 keys, and no per-row partial sums are kept.
-fn pv_col(m: u32, c: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, va: vec4<f32>, vb: vec4<f32>, vc: vec4<f32>, vd: vec4<f32>) {
-    o0[m][c] = fma(vec4<f32>(w0.w), vd, fma(vec4<f32>(w0.z), vc, fma(vec4<f32>(w0.y), vb, fma(vec4<f32>(w0.x), va, o0[m][c] * al.x))));
-    o1[m][c] = fma(vec4<f32>(w1.w), vd, fma(vec4<f32>(w1.z), vc, fma(vec4<f32>(w1.y), vb, fma(vec4<f32>(w1.x), va, o1[m][c] * al.y))));
-    o2[m][c] = fma(vec4<f32>(w2.w), vd, fma(vec4<f32>(w2.z), vc, fma(vec4<f32>(w2.y), vb, fma(vec4<f32>(w2.x), va, o2[m][c] * al.z))));
-    o3[m][c] = fma(vec4<f32>(w3.w), vd, fma(vec4<f32>(w3.z), vc, fma(vec4<f32>(w3.y), vb, fma(vec4<f32>(w3.x), va, o3[m][c] * al.w))));
-}
-
-// P·V for the 4 rows over the 32-dim chunk whose texel `off` this lane holds (o matrices mb,
-// mb + 1), for the 4 keys j0..j3 of the group (head rows at origin `o`): the values are loaded
-// once for all rows, and lane t's piece feeds columns 4t .. 4t + 3.
-fn pv_chunk(o: vec2<u32>, off: u32, mb: u32, al: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, j0: u32, j1: u32, j2: u32, j3: u32) {
-    let a = kv4(o, j0, off);
-    let b = kv4(o, j1, off);
-    let c = kv4(o, j2, off);
-    let d = kv4(o, j3, off);
-    pv_col(mb, 0u, al, w0, w1, w2, w3, subgroupBroadcast(a, 0u), subgroupBroadcast(b, 0u), subgroupBroadcast(c, 0u), subgroupBroadcast(d, 0u));
-    pv_col(mb, 1u, al, w0, w1, w2, w3, subgroupBroadcast(a, 1u), subgroupBroadcast(b, 1u), subgroupBroadcast(c, 1u), subgroupBroadcast(d, 1u));
-    pv_col(mb, 2u, al, w0, w1, w2, w3, subgroupBroadcast(a, 2u), subgroupBroadcast(b, 2u), subgroupBroadcast(c, 2u), subgroupBroadcast(d, 2u));
-    pv_col(mb, 3u, al, w0, w1, w2, w3, subgroupBroadcast(a, 3u), subgroupBroadcast(b, 3u), subgroupBroadcast(c, 3u), subgroupBroadcast(d, 3u));
-    if (DV > 4u) {
-        pv_col(mb + 1u, 0u, al, w0, w1, w2, w3, subgroupBroadcast(a, 4u), subgroupBroadcast(b, 4u), subgroupBroadcast(c, 4u), subgroupBroadcast(d, 4u));
-        pv_col(mb + 1u, 1u, al, w0, w1, w2, w3, subgroupBroadcast(a, 5u), subgroupBroadcast(b, 5u), subgroupBroadcast(c, 5u), subgroupBroadcast(d, 5u));
-        pv_col(mb + 1u, 2u, al, w0, w1, w2, w3, subgroupBroadcast(a, 6u), subgroupBroadcast(b, 6u), subgroupBroadcast(c, 6u), subgroupBroadcast(d, 6u));
-        pv_col(mb + 1u, 3u, al, w0, w1, w2, w3, subgroupBroadcast(a, 7u), subgroupBroadcast(b, 7u), subgroupBroadcast(c, 7u), subgroupBroadcast(d, 7u));
+// Output row i (= 8r + l) of the subgroup: this lane's slots of it become
+// o · A + Σ_j W[j] · v_j, with A the row's rescale, W its weights of the group's 4 keys and
+// va .. vd this lane's dims of the 4 values. Accumulator-major (see panel.wgsl).
+fn pv_row(i: u32, A: f32, W: vec4<f32>, va0: vec4<f32>, vb0: vec4<f32>, vc0: vec4<f32>, vd0: vec4<f32>, va1: vec4<f32>, vb1: vec4<f32>, vc1: vec4<f32>, vd1: vec4<f32>) {
+    od[2u * i] = fma(vec4<f32>(W.w), vd0, fma(vec4<f32>(W.z), vc0, fma(vec4<f32>(W.y), vb0, fma(vec4<f32>(W.x), va0, od[2u * i] * A))));
+    if (DV > 8u) {
+        od[2u * i + 1u] = fma(vec4<f32>(W.w), vd1, fma(vec4<f32>(W.z), vc1, fma(vec4<f32>(W.y), vb1, fma(vec4<f32>(W.x), va1, od[2u * i + 1u] * A))));
     }
 }
 
@@ -160,13 +146,27 @@ fn max4(v: vec4<f32>) -> f32 {
     return max(max(v.x, v.y), max(v.z, v.w));
 }
 
-// Each invocation owns NR = 4 query rows, row0 + r·BQ + li (a workgroup covers 4·BQ rows):
-// every K/V element an invocation loads then feeds all four, which quarters the loads per FMA
-// (on lavapipe the loads, not the FMAs, set the speed: 1 row per invocation gave 8 FMAs per
-// loaded element, 4 rows give 32). The host runs it with BQ = 32: 128 rows per workgroup.
+// Query row i (if < L) of batch entry b, head h: this lane's dims dl .. (slots v0, v1).
+fn put_row(b: u32, i: u32, h: u32, dl: u32, v0: vec4<f32>, v1: vec4<f32>, add: bool) {
+    if (i < p.seq) {
+        let ob = b * p.out_batch + i * p.out_row + h * p.out_head;
+        put4(ob, dl, v0, add);
+        if (DV > 8u) { put4(ob, dl + 4u, v1, add); }
+    }
+}
+
+// Each invocation owns NR = 4 query rows for q·k and the softmax, row0 + r·BQ + li (a
+// workgroup covers 4·BQ rows): every key element an invocation loads then feeds all four, which
+// quarters the loads per FMA (on lavapipe the loads, not the FMAs, set the speed: 1 row per
+// invocation gave 8 FMAs per loaded element, 4 rows give 32). The host runs it with BQ = 32:
+// 128 rows per workgroup.
 @compute @workgroup_size(BQ)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
     let t4 = (sl & 7u) * 4u;
+    // P·V: this lane's dims of every row of its subgroup (8 per lane for head dims over 32,
+    // else 4).
+    let dl = select(t4, 2u * t4, DV > 8u);
+    let sg_base = li - (sl & 7u);   // local index of the subgroup's lane 0
     let L = p.seq;
     let causal = (p.flags & 1u) != 0u;
     let havg = (p.flags & 2u) != 0u;
@@ -191,34 +191,31 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     var h_begin = wg.y;
     var h_end = wg.y + 1u;
     if (havg) { h_begin = 0u; h_end = p.heads; }
-    let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 
     for (var h = h_begin; h < h_end; h++) {
         let hq = head_origin(b, p.q_col + h * p.in_head);
         q0[0] = q16(hq, qi0, 0u) * p.scale;
         if (DV > 4u) { q0[1] = q16(hq, qi0, 16u) * p.scale; }
         if (DV > 8u) { q0[2] = q16(hq, qi0, 32u) * p.scale; q0[3] = q16(hq, qi0, 48u) * p.scale; }
-        o0[0] = zero; o0[1] = zero; o0[2] = zero; o0[3] = zero;
         var m0 = NEG;
         var l0 = 0.0;
         q1[0] = q16(hq, qi1, 0u) * p.scale;
         if (DV > 4u) { q1[1] = q16(hq, qi1, 16u) * p.scale; }
         if (DV > 8u) { q1[2] = q16(hq, qi1, 32u) * p.scale; q1[3] = q16(hq, qi1, 48u) * p.scale; }
-        o1[0] = zero; o1[1] = zero; o1[2] = zero; o1[3] = zero;
         var m1 = NEG;
         var l1 = 0.0;
         q2[0] = q16(hq, qi2, 0u) * p.scale;
         if (DV > 4u) { q2[1] = q16(hq, qi2, 16u) * p.scale; }
         if (DV > 8u) { q2[2] = q16(hq, qi2, 32u) * p.scale; q2[3] = q16(hq, qi2, 48u) * p.scale; }
-        o2[0] = zero; o2[1] = zero; o2[2] = zero; o2[3] = zero;
         var m2 = NEG;
         var l2 = 0.0;
         q3[0] = q16(hq, qi3, 0u) * p.scale;
         if (DV > 4u) { q3[1] = q16(hq, qi3, 16u) * p.scale; }
         if (DV > 8u) { q3[2] = q16(hq, qi3, 32u) * p.scale; q3[3] = q16(hq, qi3, 48u) * p.scale; }
-        o3[0] = zero; o3[1] = zero; o3[2] = zero; o3[3] = zero;
         var m3 = NEG;
         var l3 = 0.0;
+        let z4 = vec4<f32>(0.0);
+        od[0] = z4; od[1] = z4; od[2] = z4; od[3] = z4; od[4] = z4; od[5] = z4; od[6] = z4; od[7] = z4; od[8] = z4; od[9] = z4; od[10] = z4; od[11] = z4; od[12] = z4; od[13] = z4; od[14] = z4; od[15] = z4; od[16] = z4; od[17] = z4; od[18] = z4; od[19] = z4; od[20] = z4; od[21] = z4; od[22] = z4; od[23] = z4; od[24] = z4; od[25] = z4; od[26] = z4; od[27] = z4; od[28] = z4; od[29] = z4; od[30] = z4; od[31] = z4; od[32] = z4; od[33] = z4; od[34] = z4; od[35] = z4; od[36] = z4; od[37] = z4; od[38] = z4; od[39] = z4; od[40] = z4; od[41] = z4; od[42] = z4; od[43] = z4; od[44] = z4; od[45] = z4; od[46] = z4; od[47] = z4; od[48] = z4; od[49] = z4; od[50] = z4; od[51] = z4; od[52] = z4; od[53] = z4; od[54] = z4; od[55] = z4; od[56] = z4; od[57] = z4; od[58] = z4; od[59] = z4; od[60] = z4; od[61] = z4; od[62] = z4; od[63] = z4; 
         let hk = head_origin(b, p.k_col + h * p.in_head);
         let hv = head_origin(b, p.v_col + h * p.in_head);
         // Groups of 4 keys: scores, one online-softmax update per row, o = o·alpha + p·v. Keys
@@ -276,54 +273,107 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             l3 = l3 * al3 + dot(w3, vec4<f32>(1.0));
             m3 = mn3;
             let al = vec4<f32>(al0, al1, al2, al3);
-            pv_chunk(hv, t4, 0u, al, w0, w1, w2, w3, k0, k1, k2, k3);
+            // This lane's dims of the group's 4 values (no broadcast); the rows' weights and
+            // rescales are broadcast from the lanes that own the rows.
+            let va0 = kv4(hv, k0, dl); let vb0 = kv4(hv, k1, dl); let vc0 = kv4(hv, k2, dl); let vd0 = kv4(hv, k3, dl);
+            var va1 = vec4<f32>(0.0); var vb1 = vec4<f32>(0.0); var vc1 = vec4<f32>(0.0); var vd1 = vec4<f32>(0.0);
             if (DV > 8u) {
-                pv_chunk(hv, 32u + t4, 2u, al, w0, w1, w2, w3, k0, k1, k2, k3);
+                va1 = kv4(hv, k0, dl + 4u); vb1 = kv4(hv, k1, dl + 4u); vc1 = kv4(hv, k2, dl + 4u); vd1 = kv4(hv, k3, dl + 4u);
             }
+            let A0 = subgroupBroadcast(al, 0u);
+            pv_row(0u, A0.x, subgroupBroadcast(w0, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(8u, A0.y, subgroupBroadcast(w1, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(16u, A0.z, subgroupBroadcast(w2, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(24u, A0.w, subgroupBroadcast(w3, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A1 = subgroupBroadcast(al, 1u);
+            pv_row(1u, A1.x, subgroupBroadcast(w0, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(9u, A1.y, subgroupBroadcast(w1, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(17u, A1.z, subgroupBroadcast(w2, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(25u, A1.w, subgroupBroadcast(w3, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A2 = subgroupBroadcast(al, 2u);
+            pv_row(2u, A2.x, subgroupBroadcast(w0, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(10u, A2.y, subgroupBroadcast(w1, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(18u, A2.z, subgroupBroadcast(w2, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(26u, A2.w, subgroupBroadcast(w3, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A3 = subgroupBroadcast(al, 3u);
+            pv_row(3u, A3.x, subgroupBroadcast(w0, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(11u, A3.y, subgroupBroadcast(w1, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(19u, A3.z, subgroupBroadcast(w2, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(27u, A3.w, subgroupBroadcast(w3, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A4 = subgroupBroadcast(al, 4u);
+            pv_row(4u, A4.x, subgroupBroadcast(w0, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(12u, A4.y, subgroupBroadcast(w1, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(20u, A4.z, subgroupBroadcast(w2, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(28u, A4.w, subgroupBroadcast(w3, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A5 = subgroupBroadcast(al, 5u);
+            pv_row(5u, A5.x, subgroupBroadcast(w0, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(13u, A5.y, subgroupBroadcast(w1, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(21u, A5.z, subgroupBroadcast(w2, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(29u, A5.w, subgroupBroadcast(w3, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A6 = subgroupBroadcast(al, 6u);
+            pv_row(6u, A6.x, subgroupBroadcast(w0, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(14u, A6.y, subgroupBroadcast(w1, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(22u, A6.z, subgroupBroadcast(w2, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(30u, A6.w, subgroupBroadcast(w3, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            let A7 = subgroupBroadcast(al, 7u);
+            pv_row(7u, A7.x, subgroupBroadcast(w0, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(15u, A7.y, subgroupBroadcast(w1, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(23u, A7.z, subgroupBroadcast(w2, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_row(31u, A7.w, subgroupBroadcast(w3, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
         }
         // Normalise; when averaging, the first head writes its share and later heads add
-        // theirs (the same invocation owns the rows for every head, so nothing races).
+        // theirs (the same lane owns the same rows and dims for every head, so nothing races).
         let add = havg && h != h_begin;
-        var f0 = 1.0 / l0;
-        if (havg) { f0 *= p.inv_heads; }
-        if (ok0) {
-            let ob = b * p.out_batch + i0 * p.out_row + h * p.out_head;
-            put16(ob, 0u, o0[0] * f0, add);
-            if (DV > 4u) { put16(ob, 16u, o0[1] * f0, add); }
-            if (DV > 8u) { put16(ob, 32u, o0[2] * f0, add); put16(ob, 48u, o0[3] * f0, add); }
-        }
+        var f = 1.0 / vec4<f32>(l0, l1, l2, l3);
+        if (havg) { f *= p.inv_heads; }
+        let F0 = subgroupBroadcast(f, 0u);
+        put_row(b, row0 + 0u * BQ + sg_base + 0u, h, dl, od[0u] * F0.x, od[1u] * F0.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 0u, h, dl, od[16u] * F0.y, od[17u] * F0.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 0u, h, dl, od[32u] * F0.z, od[33u] * F0.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 0u, h, dl, od[48u] * F0.w, od[49u] * F0.w, add);
+        let F1 = subgroupBroadcast(f, 1u);
+        put_row(b, row0 + 0u * BQ + sg_base + 1u, h, dl, od[2u] * F1.x, od[3u] * F1.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 1u, h, dl, od[18u] * F1.y, od[19u] * F1.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 1u, h, dl, od[34u] * F1.z, od[35u] * F1.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 1u, h, dl, od[50u] * F1.w, od[51u] * F1.w, add);
+        let F2 = subgroupBroadcast(f, 2u);
+        put_row(b, row0 + 0u * BQ + sg_base + 2u, h, dl, od[4u] * F2.x, od[5u] * F2.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 2u, h, dl, od[20u] * F2.y, od[21u] * F2.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 2u, h, dl, od[36u] * F2.z, od[37u] * F2.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 2u, h, dl, od[52u] * F2.w, od[53u] * F2.w, add);
+        let F3 = subgroupBroadcast(f, 3u);
+        put_row(b, row0 + 0u * BQ + sg_base + 3u, h, dl, od[6u] * F3.x, od[7u] * F3.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 3u, h, dl, od[22u] * F3.y, od[23u] * F3.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 3u, h, dl, od[38u] * F3.z, od[39u] * F3.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 3u, h, dl, od[54u] * F3.w, od[55u] * F3.w, add);
+        let F4 = subgroupBroadcast(f, 4u);
+        put_row(b, row0 + 0u * BQ + sg_base + 4u, h, dl, od[8u] * F4.x, od[9u] * F4.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 4u, h, dl, od[24u] * F4.y, od[25u] * F4.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 4u, h, dl, od[40u] * F4.z, od[41u] * F4.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 4u, h, dl, od[56u] * F4.w, od[57u] * F4.w, add);
+        let F5 = subgroupBroadcast(f, 5u);
+        put_row(b, row0 + 0u * BQ + sg_base + 5u, h, dl, od[10u] * F5.x, od[11u] * F5.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 5u, h, dl, od[26u] * F5.y, od[27u] * F5.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 5u, h, dl, od[42u] * F5.z, od[43u] * F5.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 5u, h, dl, od[58u] * F5.w, od[59u] * F5.w, add);
+        let F6 = subgroupBroadcast(f, 6u);
+        put_row(b, row0 + 0u * BQ + sg_base + 6u, h, dl, od[12u] * F6.x, od[13u] * F6.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 6u, h, dl, od[28u] * F6.y, od[29u] * F6.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 6u, h, dl, od[44u] * F6.z, od[45u] * F6.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 6u, h, dl, od[60u] * F6.w, od[61u] * F6.w, add);
+        let F7 = subgroupBroadcast(f, 7u);
+        put_row(b, row0 + 0u * BQ + sg_base + 7u, h, dl, od[14u] * F7.x, od[15u] * F7.x, add);
+        put_row(b, row0 + 1u * BQ + sg_base + 7u, h, dl, od[30u] * F7.y, od[31u] * F7.y, add);
+        put_row(b, row0 + 2u * BQ + sg_base + 7u, h, dl, od[46u] * F7.z, od[47u] * F7.z, add);
+        put_row(b, row0 + 3u * BQ + sg_base + 7u, h, dl, od[62u] * F7.w, od[63u] * F7.w, add);
         if (save_lse && ok0) {
             lse[(b * p.heads + h) * L + i0] = (m0 + log2(l0)) * LN2;
-        }
-        var f1 = 1.0 / l1;
-        if (havg) { f1 *= p.inv_heads; }
-        if (ok1) {
-            let ob = b * p.out_batch + i1 * p.out_row + h * p.out_head;
-            put16(ob, 0u, o1[0] * f1, add);
-            if (DV > 4u) { put16(ob, 16u, o1[1] * f1, add); }
-            if (DV > 8u) { put16(ob, 32u, o1[2] * f1, add); put16(ob, 48u, o1[3] * f1, add); }
         }
         if (save_lse && ok1) {
             lse[(b * p.heads + h) * L + i1] = (m1 + log2(l1)) * LN2;
         }
-        var f2 = 1.0 / l2;
-        if (havg) { f2 *= p.inv_heads; }
-        if (ok2) {
-            let ob = b * p.out_batch + i2 * p.out_row + h * p.out_head;
-            put16(ob, 0u, o2[0] * f2, add);
-            if (DV > 4u) { put16(ob, 16u, o2[1] * f2, add); }
-            if (DV > 8u) { put16(ob, 32u, o2[2] * f2, add); put16(ob, 48u, o2[3] * f2, add); }
-        }
         if (save_lse && ok2) {
             lse[(b * p.heads + h) * L + i2] = (m2 + log2(l2)) * LN2;
-        }
-        var f3 = 1.0 / l3;
-        if (havg) { f3 *= p.inv_heads; }
-        if (ok3) {
-            let ob = b * p.out_batch + i3 * p.out_row + h * p.out_head;
-            put16(ob, 0u, o3[0] * f3, add);
-            if (DV > 4u) { put16(ob, 16u, o3[1] * f3, add); }
-            if (DV > 8u) { put16(ob, 32u, o3[2] * f3, add); put16(ob, 48u, o3[3] * f3, add); }
         }
         if (save_lse && ok3) {
             lse[(b * p.heads + h) * L + i3] = (m3 + log2(l3)) * LN2;

@@ -283,9 +283,10 @@ pub enum AttentionKernel {
     /// `attention.wgsl`: one query row per invocation, K/V tiles through workgroup memory.
     /// Runs everywhere; the choice for GPUs.
     Portable,
-    /// `attention_sg.wgsl`: K/V elements loaded once per 8 invocations and shared by
-    /// subgroupBroadcast, four query rows per invocation (4·32 rows per workgroup), no
-    /// workgroup memory or barriers. Needs subgroups of at least 8; made
+    /// `attention_sg.wgsl`: q·k by rows (each key element loaded once per 8 invocations and
+    /// shared by subgroupBroadcast, four query rows per invocation, 4·32 rows per workgroup),
+    /// P·V by dims (each lane its dims of the subgroup's 32 rows, the rows' weights
+    /// broadcast), no workgroup memory or barriers. Needs subgroups of exactly 8; made
     /// for CPU SIMD drivers (lavapipe/llvmpipe), where every load inside a loop is a scalar loop
     /// over the invocations and barriers are coroutine switches.
     Subgroup8,
@@ -372,10 +373,13 @@ impl Attention {
             (AttentionKernel::Texture8, None) => AttentionKernel::Subgroup8,
             (k, _) => k,
         };
-        if kind != AttentionKernel::Portable && !(cx.caps.subgroups && cx.caps.subgroup_min >= 8) {
+        let eight = cx.caps.subgroups && cx.caps.subgroup_min == 8 && cx.caps.subgroup_max == 8;
+        if kind != AttentionKernel::Portable && !eight {
             return Err(Error::Invalid(format!(
-                "{}: the subgroup kernel needs subgroups of at least 8 invocations",
-                self.name()
+                "{}: the subgroup kernel needs subgroups of exactly 8 invocations (this adapter: {}..{})",
+                self.name(),
+                cx.caps.subgroup_min,
+                cx.caps.subgroup_max
             )));
         }
         let (b, l, d) = dims(self, cx.input(0))?;

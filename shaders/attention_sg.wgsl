@@ -126,12 +126,22 @@ fn score4(o: vec2<u32>, key: u32, t4: u32) -> vec4<f32> {
 
 // Output row i (= 8r + l) of the subgroup: this lane's slots of it become
 // o · A + Σ_j W[j] · v_j, with A the row's rescale, W its weights of the group's 4 keys and
-// va .. vd this lane's dims of the 4 values. Accumulator-major (see panel.wgsl).
-fn pv_row(i: u32, A: f32, W: vec4<f32>, va0: vec4<f32>, vb0: vec4<f32>, vc0: vec4<f32>, vd0: vec4<f32>, va1: vec4<f32>, vb1: vec4<f32>, vc1: vec4<f32>, vd1: vec4<f32>) {
-    od[2u * i] = fma(vec4<f32>(W.w), vd0, fma(vec4<f32>(W.z), vc0, fma(vec4<f32>(W.y), vb0, fma(vec4<f32>(W.x), va0, od[2u * i] * A))));
+// V0, V1 this lane's dims of the 4 values (column j: key j; V1: slot 1). Accumulator-major
+// (see panel.wgsl).
+fn pv_row(i: u32, A: f32, W: vec4<f32>, V0: mat4x4<f32>, V1: mat4x4<f32>) {
+    od[2u * i] = fma(vec4<f32>(W.w), V0[3], fma(vec4<f32>(W.z), V0[2], fma(vec4<f32>(W.y), V0[1], fma(vec4<f32>(W.x), V0[0], od[2u * i] * A))));
     if (DV > 8u) {
-        od[2u * i + 1u] = fma(vec4<f32>(W.w), vd1, fma(vec4<f32>(W.z), vc1, fma(vec4<f32>(W.y), vb1, fma(vec4<f32>(W.x), va1, od[2u * i + 1u] * A))));
+        od[2u * i + 1u] = fma(vec4<f32>(W.w), V1[3], fma(vec4<f32>(W.z), V1[2], fma(vec4<f32>(W.y), V1[1], fma(vec4<f32>(W.x), V1[0], od[2u * i + 1u] * A))));
     }
+}
+
+// The 4 rows of lane l (rows 8r + l): A their rescales, W0 .. W3 their weights (broadcast
+// from lane l by the caller, whose lane index must be a constant).
+fn pv_lane(l: u32, A: vec4<f32>, W0: vec4<f32>, W1: vec4<f32>, W2: vec4<f32>, W3: vec4<f32>, V0: mat4x4<f32>, V1: mat4x4<f32>) {
+    pv_row(l, A.x, W0, V0, V1);
+    pv_row(8u + l, A.y, W1, V0, V1);
+    pv_row(16u + l, A.z, W2, V0, V1);
+    pv_row(24u + l, A.w, W3, V0, V1);
 }
 
 // Mask keys k..k+3 for query row qi: past L, or after qi when causal.
@@ -153,6 +163,14 @@ fn put_row(b: u32, i: u32, h: u32, dl: u32, v0: vec4<f32>, v1: vec4<f32>, add: b
         put4(ob, dl, v0, add);
         if (DV > 8u) { put4(ob, dl + 4u, v1, add); }
     }
+}
+
+// The 4 rows of lane l (query rows lane_row + r·BQ), normalised by F (from lane l).
+fn put_lane(b: u32, lane_row: u32, l: u32, h: u32, dl: u32, F: vec4<f32>, add: bool) {
+    put_row(b, lane_row, h, dl, od[2u * l] * F.x, od[2u * l + 1u] * F.x, add);
+    put_row(b, lane_row + BQ, h, dl, od[2u * (8u + l)] * F.y, od[2u * (8u + l) + 1u] * F.y, add);
+    put_row(b, lane_row + 2u * BQ, h, dl, od[2u * (16u + l)] * F.z, od[2u * (16u + l) + 1u] * F.z, add);
+    put_row(b, lane_row + 3u * BQ, h, dl, od[2u * (24u + l)] * F.w, od[2u * (24u + l) + 1u] * F.w, add);
 }
 
 // Each invocation owns NR = 4 query rows for q·k and the softmax, row0 + r·BQ + li (a
@@ -275,97 +293,33 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let al = vec4<f32>(al0, al1, al2, al3);
             // This lane's dims of the group's 4 values (no broadcast); the rows' weights and
             // rescales are broadcast from the lanes that own the rows.
-            let va0 = kv4(hv, k0, dl); let vb0 = kv4(hv, k1, dl); let vc0 = kv4(hv, k2, dl); let vd0 = kv4(hv, k3, dl);
-            var va1 = vec4<f32>(0.0); var vb1 = vec4<f32>(0.0); var vc1 = vec4<f32>(0.0); var vd1 = vec4<f32>(0.0);
+            let V0 = mat4x4<f32>(kv4(hv, k0, dl), kv4(hv, k1, dl), kv4(hv, k2, dl), kv4(hv, k3, dl));
+            var V1 = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
             if (DV > 8u) {
-                va1 = kv4(hv, k0, dl + 4u); vb1 = kv4(hv, k1, dl + 4u); vc1 = kv4(hv, k2, dl + 4u); vd1 = kv4(hv, k3, dl + 4u);
+                V1 = mat4x4<f32>(kv4(hv, k0, dl + 4u), kv4(hv, k1, dl + 4u), kv4(hv, k2, dl + 4u), kv4(hv, k3, dl + 4u));
             }
-            let A0 = subgroupBroadcast(al, 0u);
-            pv_row(0u, A0.x, subgroupBroadcast(w0, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(8u, A0.y, subgroupBroadcast(w1, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(16u, A0.z, subgroupBroadcast(w2, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(24u, A0.w, subgroupBroadcast(w3, 0u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A1 = subgroupBroadcast(al, 1u);
-            pv_row(1u, A1.x, subgroupBroadcast(w0, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(9u, A1.y, subgroupBroadcast(w1, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(17u, A1.z, subgroupBroadcast(w2, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(25u, A1.w, subgroupBroadcast(w3, 1u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A2 = subgroupBroadcast(al, 2u);
-            pv_row(2u, A2.x, subgroupBroadcast(w0, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(10u, A2.y, subgroupBroadcast(w1, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(18u, A2.z, subgroupBroadcast(w2, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(26u, A2.w, subgroupBroadcast(w3, 2u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A3 = subgroupBroadcast(al, 3u);
-            pv_row(3u, A3.x, subgroupBroadcast(w0, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(11u, A3.y, subgroupBroadcast(w1, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(19u, A3.z, subgroupBroadcast(w2, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(27u, A3.w, subgroupBroadcast(w3, 3u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A4 = subgroupBroadcast(al, 4u);
-            pv_row(4u, A4.x, subgroupBroadcast(w0, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(12u, A4.y, subgroupBroadcast(w1, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(20u, A4.z, subgroupBroadcast(w2, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(28u, A4.w, subgroupBroadcast(w3, 4u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A5 = subgroupBroadcast(al, 5u);
-            pv_row(5u, A5.x, subgroupBroadcast(w0, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(13u, A5.y, subgroupBroadcast(w1, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(21u, A5.z, subgroupBroadcast(w2, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(29u, A5.w, subgroupBroadcast(w3, 5u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A6 = subgroupBroadcast(al, 6u);
-            pv_row(6u, A6.x, subgroupBroadcast(w0, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(14u, A6.y, subgroupBroadcast(w1, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(22u, A6.z, subgroupBroadcast(w2, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(30u, A6.w, subgroupBroadcast(w3, 6u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            let A7 = subgroupBroadcast(al, 7u);
-            pv_row(7u, A7.x, subgroupBroadcast(w0, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(15u, A7.y, subgroupBroadcast(w1, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(23u, A7.z, subgroupBroadcast(w2, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
-            pv_row(31u, A7.w, subgroupBroadcast(w3, 7u), va0, vb0, vc0, vd0, va1, vb1, vc1, vd1);
+            pv_lane(0u, subgroupBroadcast(al, 0u), subgroupBroadcast(w0, 0u), subgroupBroadcast(w1, 0u), subgroupBroadcast(w2, 0u), subgroupBroadcast(w3, 0u), V0, V1);
+            pv_lane(1u, subgroupBroadcast(al, 1u), subgroupBroadcast(w0, 1u), subgroupBroadcast(w1, 1u), subgroupBroadcast(w2, 1u), subgroupBroadcast(w3, 1u), V0, V1);
+            pv_lane(2u, subgroupBroadcast(al, 2u), subgroupBroadcast(w0, 2u), subgroupBroadcast(w1, 2u), subgroupBroadcast(w2, 2u), subgroupBroadcast(w3, 2u), V0, V1);
+            pv_lane(3u, subgroupBroadcast(al, 3u), subgroupBroadcast(w0, 3u), subgroupBroadcast(w1, 3u), subgroupBroadcast(w2, 3u), subgroupBroadcast(w3, 3u), V0, V1);
+            pv_lane(4u, subgroupBroadcast(al, 4u), subgroupBroadcast(w0, 4u), subgroupBroadcast(w1, 4u), subgroupBroadcast(w2, 4u), subgroupBroadcast(w3, 4u), V0, V1);
+            pv_lane(5u, subgroupBroadcast(al, 5u), subgroupBroadcast(w0, 5u), subgroupBroadcast(w1, 5u), subgroupBroadcast(w2, 5u), subgroupBroadcast(w3, 5u), V0, V1);
+            pv_lane(6u, subgroupBroadcast(al, 6u), subgroupBroadcast(w0, 6u), subgroupBroadcast(w1, 6u), subgroupBroadcast(w2, 6u), subgroupBroadcast(w3, 6u), V0, V1);
+            pv_lane(7u, subgroupBroadcast(al, 7u), subgroupBroadcast(w0, 7u), subgroupBroadcast(w1, 7u), subgroupBroadcast(w2, 7u), subgroupBroadcast(w3, 7u), V0, V1);
         }
         // Normalise; when averaging, the first head writes its share and later heads add
         // theirs (the same lane owns the same rows and dims for every head, so nothing races).
         let add = havg && h != h_begin;
         var f = 1.0 / vec4<f32>(l0, l1, l2, l3);
         if (havg) { f *= p.inv_heads; }
-        let F0 = subgroupBroadcast(f, 0u);
-        put_row(b, row0 + 0u * BQ + sg_base + 0u, h, dl, od[0u] * F0.x, od[1u] * F0.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 0u, h, dl, od[16u] * F0.y, od[17u] * F0.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 0u, h, dl, od[32u] * F0.z, od[33u] * F0.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 0u, h, dl, od[48u] * F0.w, od[49u] * F0.w, add);
-        let F1 = subgroupBroadcast(f, 1u);
-        put_row(b, row0 + 0u * BQ + sg_base + 1u, h, dl, od[2u] * F1.x, od[3u] * F1.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 1u, h, dl, od[18u] * F1.y, od[19u] * F1.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 1u, h, dl, od[34u] * F1.z, od[35u] * F1.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 1u, h, dl, od[50u] * F1.w, od[51u] * F1.w, add);
-        let F2 = subgroupBroadcast(f, 2u);
-        put_row(b, row0 + 0u * BQ + sg_base + 2u, h, dl, od[4u] * F2.x, od[5u] * F2.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 2u, h, dl, od[20u] * F2.y, od[21u] * F2.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 2u, h, dl, od[36u] * F2.z, od[37u] * F2.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 2u, h, dl, od[52u] * F2.w, od[53u] * F2.w, add);
-        let F3 = subgroupBroadcast(f, 3u);
-        put_row(b, row0 + 0u * BQ + sg_base + 3u, h, dl, od[6u] * F3.x, od[7u] * F3.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 3u, h, dl, od[22u] * F3.y, od[23u] * F3.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 3u, h, dl, od[38u] * F3.z, od[39u] * F3.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 3u, h, dl, od[54u] * F3.w, od[55u] * F3.w, add);
-        let F4 = subgroupBroadcast(f, 4u);
-        put_row(b, row0 + 0u * BQ + sg_base + 4u, h, dl, od[8u] * F4.x, od[9u] * F4.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 4u, h, dl, od[24u] * F4.y, od[25u] * F4.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 4u, h, dl, od[40u] * F4.z, od[41u] * F4.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 4u, h, dl, od[56u] * F4.w, od[57u] * F4.w, add);
-        let F5 = subgroupBroadcast(f, 5u);
-        put_row(b, row0 + 0u * BQ + sg_base + 5u, h, dl, od[10u] * F5.x, od[11u] * F5.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 5u, h, dl, od[26u] * F5.y, od[27u] * F5.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 5u, h, dl, od[42u] * F5.z, od[43u] * F5.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 5u, h, dl, od[58u] * F5.w, od[59u] * F5.w, add);
-        let F6 = subgroupBroadcast(f, 6u);
-        put_row(b, row0 + 0u * BQ + sg_base + 6u, h, dl, od[12u] * F6.x, od[13u] * F6.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 6u, h, dl, od[28u] * F6.y, od[29u] * F6.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 6u, h, dl, od[44u] * F6.z, od[45u] * F6.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 6u, h, dl, od[60u] * F6.w, od[61u] * F6.w, add);
-        let F7 = subgroupBroadcast(f, 7u);
-        put_row(b, row0 + 0u * BQ + sg_base + 7u, h, dl, od[14u] * F7.x, od[15u] * F7.x, add);
-        put_row(b, row0 + 1u * BQ + sg_base + 7u, h, dl, od[30u] * F7.y, od[31u] * F7.y, add);
-        put_row(b, row0 + 2u * BQ + sg_base + 7u, h, dl, od[46u] * F7.z, od[47u] * F7.z, add);
-        put_row(b, row0 + 3u * BQ + sg_base + 7u, h, dl, od[62u] * F7.w, od[63u] * F7.w, add);
+        put_lane(b, row0 + sg_base + 0u, 0u, h, dl, subgroupBroadcast(f, 0u), add);
+        put_lane(b, row0 + sg_base + 1u, 1u, h, dl, subgroupBroadcast(f, 1u), add);
+        put_lane(b, row0 + sg_base + 2u, 2u, h, dl, subgroupBroadcast(f, 2u), add);
+        put_lane(b, row0 + sg_base + 3u, 3u, h, dl, subgroupBroadcast(f, 3u), add);
+        put_lane(b, row0 + sg_base + 4u, 4u, h, dl, subgroupBroadcast(f, 4u), add);
+        put_lane(b, row0 + sg_base + 5u, 5u, h, dl, subgroupBroadcast(f, 5u), add);
+        put_lane(b, row0 + sg_base + 6u, 6u, h, dl, subgroupBroadcast(f, 6u), add);
+        put_lane(b, row0 + sg_base + 7u, 7u, h, dl, subgroupBroadcast(f, 7u), add);
         if (save_lse && ok0) {
             lse[(b * p.heads + h) * L + i0] = (m0 + log2(l0)) * LN2;
         }
